@@ -1,0 +1,9 @@
+"""clser_tf: CLS-ER ("Learning Fast, Learning Slow", ICLR 2022) in Keras 3 / TensorFlow."""
+
+from clser_tf import backbones
+from clser_tf.augment import RandomCropFlip
+from clser_tf.buffer import ReservoirBuffer
+from clser_tf.model import CLSER
+
+__all__ = ["CLSER", "RandomCropFlip", "ReservoirBuffer", "backbones"]
+__version__ = "0.1.0"

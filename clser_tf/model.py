@@ -1,0 +1,322 @@
+"""The CLS-ER model: a working model, its plastic and stable EMA copies, and the step."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from clser_tf.buffer import ReservoirBuffer
+
+# Random streams of one step; each draw is keyed on (seed, stream, global step).
+REPLAY_STREAM, AUGMENT_STREAM, RESERVOIR_STREAM, PLASTIC_STREAM, STABLE_STREAM = range(5)
+_NUM_STREAMS = 8
+
+
+def stream_seed(seed: int | tf.Tensor, stream: int, step: int | tf.Tensor) -> tf.Tensor:
+    """The stateless seed ``[2]`` of one random stream at one global step.
+
+    Identical on every replica and after a save/load round trip, since it is derived
+    only from the model's seed and its saved global step.
+    """
+    return tf.stack([tf.cast(seed, tf.int64) * _NUM_STREAMS + stream, tf.cast(step, tf.int64)])
+
+
+def ema_alpha(step: tf.Tensor, alpha_max: float) -> tf.Tensor:
+    """SPEC step 6 warm-up: ``min(1 - 1 / (step + 1), alpha_max)`` for the incremented step."""
+    return tf.minimum(1.0 - 1.0 / (tf.cast(step, tf.float32) + 1.0), alpha_max)
+
+
+def _check_unit_interval(name: str, value: Any, closed: bool) -> float:
+    upper_ok = value <= 1 if closed else value < 1
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value and upper_ok):
+        allowed = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{name}={value!r} is invalid: it must be a number in {allowed}.")
+    return float(value)
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
+    return int(value)
+
+
+@keras.saving.register_keras_serializable(package="clser_tf")
+class CLSER(keras.Model):
+    """CLS-ER (Arani et al., ICLR 2022) as a Keras model trained with ``fit``.
+
+    ``backbone`` becomes the working model; the plastic and stable models are EMA copies
+    of it. ``fit`` runs SPEC steps 1-6 in one compiled step; ``evaluate``/``predict``/
+    ``call`` use the stable model. The replay buffer, the three models, the global step
+    and the random state (a seed plus the global step) are variables saved with the model.
+
+    Args:
+        backbone: a built Keras model mapping inputs to logits. Its input dtype is the
+            buffer's storage dtype (declare ``uint8`` inputs to store raw images).
+        buffer_size: reservoir capacity.
+        replay_batch_size: replay samples drawn per step (fewer while the buffer holds fewer).
+        reg_weight: λ, the weight of the consistency (MSE) loss.
+        stable_alpha, plastic_alpha: the EMA decay caps α, in [0, 1).
+        stable_update_freq, plastic_update_freq: the per-step update probability r, in [0, 1].
+        replay_augment: optional callable or Keras layer applied in-graph to replay inputs;
+            if it accepts a ``seed`` argument it is given a stateless seed ``[2]``.
+        seed: the seed of every random draw of the step.
+        fused_forward: one working-model forward over the merged batch, with the
+            consistency loss on its replay slice (True), or the reference's separate
+            second forward over the replay batch (False).
+    """
+
+    def __init__(self, backbone: keras.Model, buffer_size: int = 200,
+                 replay_batch_size: int = 128, reg_weight: float = 2.0,
+                 stable_alpha: float = 0.99, stable_update_freq: float = 0.9,
+                 plastic_alpha: float = 0.99, plastic_update_freq: float = 1.0,
+                 replay_augment: Callable | None = None, seed: int = 0,
+                 fused_forward: bool = True, **kwargs):
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(f"backbone={backbone!r} is invalid: it must be a keras.Model.")
+        if not backbone.built or len(backbone.inputs or []) != 1:
+            raise ValueError(
+                f"backbone={backbone.name!r} is invalid: it must be a built model with one "
+                "input (e.g. start it with keras.Input(shape=..., dtype=...)).")
+        if isinstance(reg_weight, bool) or not isinstance(reg_weight, (int, float)) or (
+                reg_weight < 0):
+            raise ValueError(f"reg_weight={reg_weight!r} is invalid: it must be a number >= 0.")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed={seed!r} is invalid: it must be an integer.")
+        if replay_augment is not None and not callable(replay_augment):
+            raise ValueError(f"replay_augment={replay_augment!r} is invalid: it must be "
+                             "None or a callable/Keras layer.")
+        super().__init__(**kwargs)
+        self.buffer_size = _check_positive_int("buffer_size", buffer_size)
+        self.replay_batch_size = _check_positive_int("replay_batch_size", replay_batch_size)
+        self.reg_weight = float(reg_weight)
+        self.stable_alpha = _check_unit_interval("stable_alpha", stable_alpha, closed=False)
+        self.plastic_alpha = _check_unit_interval("plastic_alpha", plastic_alpha, closed=False)
+        self.stable_update_freq = _check_unit_interval(
+            "stable_update_freq", stable_update_freq, closed=True)
+        self.plastic_update_freq = _check_unit_interval(
+            "plastic_update_freq", plastic_update_freq, closed=True)
+        self.replay_augment = replay_augment
+        self._augment_takes_seed = replay_augment is not None and (
+            "seed" in inspect.signature(
+                replay_augment.call if isinstance(replay_augment, keras.layers.Layer)
+                else replay_augment).parameters)
+        self.seed = int(seed)
+        self.fused_forward = bool(fused_forward)
+
+        self.working_model = backbone
+        self.plastic_model = self._ema_copy(backbone)
+        self.stable_model = self._ema_copy(backbone)
+        self.num_classes = int(backbone.outputs[0].shape[-1])
+        input_spec = backbone.inputs[0]
+        self.buffer = ReservoirBuffer(self.buffer_size, tuple(input_spec.shape[1:]),
+                                      input_spec.dtype, name="buffer")
+        self.global_step = self.add_weight(shape=(), dtype="int64", initializer="zeros",
+                                           trainable=False, name="global_step")
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in
+                          ("loss", "ce_loss", "consistency_loss", "stable_teacher_fraction")}
+        self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.built = True
+
+    @staticmethod
+    def _ema_copy(backbone: keras.Model) -> keras.Model:
+        """A copy of ``backbone`` with its initial weights, updated only by assignment."""
+        copy = keras.models.clone_model(backbone)
+        copy.set_weights(backbone.get_weights())
+        for variable in copy.weights:
+            variable.trainable = False  # the optimizer never sees EMA weights
+        return copy
+
+    # ----------------------------------------------------------------- Keras API
+    def compile(self, optimizer="sgd", *, jit_compile: bool | str = False, **kwargs):
+        """Keras ``compile``; CLS-ER brings its own loss and metrics.
+
+        ``jit_compile`` defaults to False: the step's replay batch has a dynamic size
+        while the buffer fills up, which XLA cannot compile.
+        """
+        for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"{name}={kwargs[name]!r} is invalid: CLSER defines its own "
+                                 "loss (CE + reg_weight * MSE) and metrics; pass None.")
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [*self._trackers.values(), self._accuracy]
+
+    def call(self, inputs, training=False):
+        return self.stable_model(inputs, training=training)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """Keras ``fit``; labels are checked against the number of outputs first."""
+        return super().fit(*self._checked(x, y), *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Keras ``evaluate`` of the stable model (loss is its cross-entropy)."""
+        return super().evaluate(*self._checked(x, y), *args, **kwargs)
+
+    def _checked(self, x, y):
+        """Rejects labels outside ``[0, num_classes)`` before any step runs."""
+        if isinstance(x, tf.data.Dataset):
+            def check(*element):
+                labels = element[1]
+                tf.debugging.assert_non_negative(labels, message="CLSER: labels must be >= 0")
+                tf.debugging.assert_less(
+                    tf.cast(labels, tf.int64), tf.constant(self.num_classes, tf.int64),
+                    message=f"CLSER: labels must be < num_classes={self.num_classes}")
+                return element
+            return x.map(check), y
+        if y is not None:
+            labels = np.asarray(y)
+            bad = labels[(labels < 0) | (labels >= self.num_classes)]
+            if bad.size:
+                raise ValueError(f"label {bad.flat[0]!r} is invalid: labels must be integers "
+                                 f"in [0, {self.num_classes}) for this backbone.")
+        return x, y
+
+    # ----------------------------------------------------------------- the step
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.cast(x, self.buffer.storage_dtype)
+        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        step = tf.convert_to_tensor(self.global_step)  # one read: the steps done so far
+
+        # 1. Replay batch without replacement, augmented afresh on every draw.
+        x_m, y_m = self.buffer.sample(self.replay_batch_size,
+                                      stream_seed(self.seed, REPLAY_STREAM, step))
+        x_m = self._augment(x_m, stream_seed(self.seed, AUGMENT_STREAM, step))
+        num_replay = tf.shape(y_m)[0]
+
+        # 2. Teacher logits, per sample from the EMA model more confident in the label.
+        teacher, stable_chosen = tf.cond(
+            num_replay > 0, lambda: self._teacher_logits(x_m, y_m),
+            lambda: (tf.zeros([0, self.num_classes]), tf.zeros([0], tf.bool)))
+
+        # 3. L = CE(merged batch) + λ · MSE(replay logits, teacher logits).
+        x_all, y_all = tf.concat([x, x_m], 0), tf.concat([y, y_m], 0)
+        variables = self.working_model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
+            replay_logits = (logits[tf.shape(y)[0]:] if self.fused_forward
+                             else self._separate_replay_forward(x_m, num_replay))
+            ce_loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits))
+            consistency_loss = tf.reduce_sum(tf.square(replay_logits - teacher)) / tf.cast(
+                tf.maximum(num_replay * self.num_classes, 1), tf.float32)
+            loss = ce_loss + self.reg_weight * consistency_loss
+            if self.working_model.losses:
+                loss += tf.add_n(self.working_model.losses)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, variables)
+
+        # 4. One optimizer step on the working model.
+        self.optimizer.apply(gradients, variables)
+
+        # 5. Reservoir insertion of the current batch's raw samples.
+        self.buffer.add(x, y, stream_seed(self.seed, RESERVOIR_STREAM, step))
+
+        # 6. global_step += 1, then the plastic and the stable EMA updates, each with prob. r.
+        self.global_step.assign_add(1)
+        new_step = step + 1
+        self._maybe_ema_update(self.plastic_model, self.plastic_alpha, self.plastic_update_freq,
+                               stream_seed(self.seed, PLASTIC_STREAM, step), new_step)
+        self._maybe_ema_update(self.stable_model, self.stable_alpha, self.stable_update_freq,
+                               stream_seed(self.seed, STABLE_STREAM, step), new_step)
+
+        for name, value in (("loss", loss), ("ce_loss", ce_loss),
+                            ("consistency_loss", consistency_loss)):
+            self._trackers[name].update_state(value)
+        self._trackers["stable_teacher_fraction"].update_state(tf.cast(stable_chosen, tf.float32))
+        self._accuracy.update_state(y_all, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _augment(self, x_m: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        if self.replay_augment is None:
+            return x_m
+        if self._augment_takes_seed:
+            return self.replay_augment(x_m, seed=seed)
+        return self.replay_augment(x_m)
+
+    def _teacher_logits(self, x_m: tf.Tensor, y_m: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """SPEC step 2 (and 7: teachers run in training mode, no gradient)."""
+        z_s = tf.stop_gradient(tf.cast(self.stable_model(x_m, training=True), tf.float32))
+        z_p = tf.stop_gradient(tf.cast(self.plastic_model(x_m, training=True), tf.float32))
+        label_prob = lambda z: tf.gather(tf.nn.softmax(z), y_m, axis=1, batch_dims=1)
+        stable_chosen = label_prob(z_s) > label_prob(z_p)  # ties go to plastic
+        return tf.where(stable_chosen[:, None], z_s, z_p), stable_chosen
+
+    def _separate_replay_forward(self, x_m: tf.Tensor, num_replay: tf.Tensor) -> tf.Tensor:
+        """The reference's second working-model forward, over the replay batch alone."""
+        return tf.cond(
+            num_replay > 0,
+            lambda: tf.cast(self.working_model(x_m, training=True), tf.float32),
+            lambda: tf.zeros([0, self.num_classes]))
+
+    def _maybe_ema_update(self, ema_model: keras.Model, alpha_max: float, freq: float,
+                          seed: tf.Tensor, step: tf.Tensor) -> None:
+        """θ_ema ← α·θ_ema + (1 − α)·θ_w over trainable weights, with probability ``freq``."""
+        alpha = ema_alpha(step, alpha_max)
+
+        def update():
+            for ema_var, var in zip(ema_model.weights, self.working_model.weights):
+                if var.trainable:
+                    ema_var.assign(alpha * ema_var.value + (1.0 - alpha) * var.value)
+            return tf.constant(True)
+
+        tf.cond(tf.random.stateless_uniform([], seed) < freq, update,
+                lambda: tf.constant(False))
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        logits = tf.cast(self.stable_model(x, training=False), tf.float32)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        self._trackers["loss"].update_state(loss, sample_weight=tf.shape(y)[0])
+        self._accuracy.update_state(y, logits)
+        return {"loss": self._trackers["loss"].result(), "accuracy": self._accuracy.result()}
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.stable_model(x, training=False)
+
+    # ----------------------------------------------------------------- export and config
+    def export_stable(self, path: str) -> None:
+        """Writes the stable model as a SavedModel whose ``serve(x)`` returns its logits."""
+        spec = self.stable_model.inputs[0]
+        archive = keras.export.ExportArchive()
+        archive.track(self.stable_model)
+        archive.add_endpoint(
+            "serve", lambda x: self.stable_model(x, training=False),
+            input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name="inputs")])
+        archive.write_out(path, verbose=False)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.working_model),
+            "buffer_size": self.buffer_size, "replay_batch_size": self.replay_batch_size,
+            "reg_weight": self.reg_weight,
+            "stable_alpha": self.stable_alpha, "stable_update_freq": self.stable_update_freq,
+            "plastic_alpha": self.plastic_alpha,
+            "plastic_update_freq": self.plastic_update_freq,
+            "replay_augment": keras.saving.serialize_keras_object(self.replay_augment),
+            "seed": self.seed, "fused_forward": self.fused_forward,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        config["replay_augment"] = keras.saving.deserialize_keras_object(
+            config["replay_augment"])
+        return cls(**config)
