@@ -16,6 +16,7 @@ setup(
         "tensorflow-datasets==4.9.10",
         "numpy==2.4.6",
         "absl-py==2.5.1",
+        "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow 2.21 no longer installs it
     ],
     extras_require={"test": ["pytest==9.0.3"]},
 )

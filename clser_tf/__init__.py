@@ -1,5 +1,9 @@
 """clser_tf: CLS-ER ("Learning Fast, Learning Slow", ICLR 2022) in Keras 3 / TensorFlow."""
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+
 from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
 from clser_tf.buffer import ReservoirBuffer

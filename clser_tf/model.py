@@ -64,6 +64,9 @@ class CLSER(keras.Model):
         stable_update_freq, plastic_update_freq: the per-step update probability r, in [0, 1].
         replay_augment: optional callable or Keras layer applied in-graph to replay inputs;
             if it accepts a ``seed`` argument it is given a stateless seed ``[2]``.
+        augment_current_batch: also apply ``replay_augment`` to the current batch, in the
+            same call, while the buffer stores it raw (the reference's CIFAR/TinyImg
+            setting, where the loader augments and the buffer keeps raw images).
         seed: the seed of every random draw of the step.
         fused_forward: one working-model forward over the merged batch, with the
             consistency loss on its replay slice (True), or the reference's separate
@@ -74,7 +77,8 @@ class CLSER(keras.Model):
                  replay_batch_size: int = 128, reg_weight: float = 2.0,
                  stable_alpha: float = 0.99, stable_update_freq: float = 0.9,
                  plastic_alpha: float = 0.99, plastic_update_freq: float = 1.0,
-                 replay_augment: Callable | None = None, seed: int = 0,
+                 replay_augment: Callable | None = None,
+                 augment_current_batch: bool = False, seed: int = 0,
                  fused_forward: bool = True, **kwargs):
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"backbone={backbone!r} is invalid: it must be a keras.Model.")
@@ -90,6 +94,8 @@ class CLSER(keras.Model):
         if replay_augment is not None and not callable(replay_augment):
             raise ValueError(f"replay_augment={replay_augment!r} is invalid: it must be "
                              "None or a callable/Keras layer.")
+        if augment_current_batch and replay_augment is None:
+            raise ValueError("augment_current_batch=True is invalid without a replay_augment.")
         super().__init__(**kwargs)
         self.buffer_size = _check_positive_int("buffer_size", buffer_size)
         self.replay_batch_size = _check_positive_int("replay_batch_size", replay_batch_size)
@@ -101,6 +107,7 @@ class CLSER(keras.Model):
         self.plastic_update_freq = _check_unit_interval(
             "plastic_update_freq", plastic_update_freq, closed=True)
         self.replay_augment = replay_augment
+        self.augment_current_batch = bool(augment_current_batch)
         self._augment_takes_seed = replay_augment is not None and (
             "seed" in inspect.signature(
                 replay_augment.call if isinstance(replay_augment, keras.layers.Layer)
@@ -194,7 +201,13 @@ class CLSER(keras.Model):
         # 1. Replay batch without replacement, augmented afresh on every draw.
         x_m, y_m = self.buffer.sample(self.replay_batch_size,
                                       stream_seed(self.seed, REPLAY_STREAM, step))
-        x_m = self._augment(x_m, stream_seed(self.seed, AUGMENT_STREAM, step))
+        augment_seed = stream_seed(self.seed, AUGMENT_STREAM, step)
+        if self.augment_current_batch:
+            x_all = self._augment(tf.concat([x, x_m], 0), augment_seed)
+            x_m = x_all[tf.shape(y)[0]:]
+        else:
+            x_m = self._augment(x_m, augment_seed)
+            x_all = tf.concat([x, x_m], 0)
         num_replay = tf.shape(y_m)[0]
 
         # 2. Teacher logits, per sample from the EMA model more confident in the label.
@@ -203,7 +216,7 @@ class CLSER(keras.Model):
             lambda: (tf.zeros([0, self.num_classes]), tf.zeros([0], tf.bool)))
 
         # 3. L = CE(merged batch) + λ · MSE(replay logits, teacher logits).
-        x_all, y_all = tf.concat([x, x_m], 0), tf.concat([y, y_m], 0)
+        y_all = tf.concat([y, y_m], 0)
         variables = self.working_model.trainable_variables
         with tf.GradientTape() as tape:
             logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
@@ -310,6 +323,7 @@ class CLSER(keras.Model):
             "plastic_alpha": self.plastic_alpha,
             "plastic_update_freq": self.plastic_update_freq,
             "replay_augment": keras.saving.serialize_keras_object(self.replay_augment),
+            "augment_current_batch": self.augment_current_batch,
             "seed": self.seed, "fused_forward": self.fused_forward,
         }
 

@@ -1,0 +1,130 @@
+"""The command line: absl flag definitions and their validation into a ``RunConfig``.
+
+The defaults are the default benchmark (seq-fmnist, buffer 200, SPEC's seq-mnist row),
+so running with no flagfile runs it. Every invalid value is reported as one line naming
+the flag, the value and what is allowed, before any data is read or file written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from absl import flags
+
+from clser_tf.benchmarks import BENCHMARKS
+
+MODEL_NAMES = ("working", "plastic", "stable")
+
+flags.DEFINE_enum("benchmark", "seq-fmnist", list(BENCHMARKS), "Benchmark to run.")
+flags.DEFINE_string("data_dir", None, "Where the benchmark's files are (see README); "
+                    "unset: the default location or tensorflow-datasets.")
+flags.DEFINE_integer("seed", 0, "Seed of the model's random draws and the data order.")
+flags.DEFINE_string("output_dir", None, "Results, TensorBoard logs, heat-map and export go "
+                    "here (default: runs/<benchmark>-buf<buffer_size>-seed<seed>).")
+flags.DEFINE_integer("buffer_size", 200, "Reservoir buffer capacity.")
+flags.DEFINE_float("lr", 0.03, "SGD learning rate (no momentum, no weight decay).")
+flags.DEFINE_integer("batch_size", 10, "Current-task batch size.")
+flags.DEFINE_integer("replay_batch_size", 128, "Replay batch size (reference: minibatch_size).")
+flags.DEFINE_integer("epochs", 1, "Epochs per task.")
+flags.DEFINE_float("reg_weight", 2.0, "λ: weight of the consistency loss.")
+flags.DEFINE_float("stable_alpha", 0.99, "EMA decay cap of the stable model, in [0, 1).")
+flags.DEFINE_float("stable_update_freq", 0.9, "Update probability of the stable model.")
+flags.DEFINE_float("plastic_alpha", 0.99, "EMA decay cap of the plastic model, in [0, 1).")
+flags.DEFINE_float("plastic_update_freq", 1.0, "Update probability of the plastic model.")
+flags.DEFINE_list("eval_models", list(MODEL_NAMES), "Models evaluated after each task.")
+flags.DEFINE_integer("eval_batch_size", 1000, "Batch size of evaluation.")
+flags.DEFINE_string("export_dir", None, "SavedModel of the stable model "
+                    "(default: <output_dir>/export); empty string: no export.")
+flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard logs under <output_dir>/tensorboard.")
+flags.DEFINE_integer("log_every_steps", 100, "TensorBoard logging period of the step metrics.")
+flags.DEFINE_integer("steps_per_execution", 50, "Train steps per compiled call (speed only).")
+flags.DEFINE_boolean("fused_forward", True, "One working-model forward over the merged batch "
+                     "(False: the reference's extra forward over the replay batch).")
+flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one run, validated."""
+
+    benchmark: str
+    data_dir: str | None
+    seed: int
+    output_dir: str
+    buffer_size: int
+    lr: float
+    batch_size: int
+    replay_batch_size: int
+    epochs: int
+    reg_weight: float
+    stable_alpha: float
+    stable_update_freq: float
+    plastic_alpha: float
+    plastic_update_freq: float
+    eval_models: tuple[str, ...]
+    eval_batch_size: int
+    export_dir: str | None
+    tensorboard: bool
+    log_every_steps: int
+    steps_per_execution: int
+    fused_forward: bool
+    verbose: int
+
+
+def _require(ok: bool, flag: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"--{flag}={value!r} is invalid: {allowed}.")
+
+
+def _check_output_dir(path: str) -> None:
+    """The output directory must be a writable directory (created if missing)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--output_dir={path!r} is invalid: it is a file, not a directory.")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(os.path.abspath(parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_dir={path!r} is invalid: {parent!r} is not writable.")
+
+
+def config_from_flags(values: flags.FlagValues) -> RunConfig:
+    """Validates the parsed flags; raises ``ValueError`` with one line on the first bad one."""
+    for name in ("buffer_size", "batch_size", "replay_batch_size", "epochs",
+                 "eval_batch_size", "log_every_steps", "steps_per_execution"):
+        _require(values[name].value >= 1, name, values[name].value, "it must be >= 1")
+    _require(values.lr > 0, "lr", values.lr, "it must be > 0")
+    _require(values.reg_weight >= 0, "reg_weight", values.reg_weight, "it must be >= 0")
+    for name in ("stable_alpha", "plastic_alpha"):
+        _require(0 <= values[name].value < 1, name, values[name].value, "it must be in [0, 1)")
+    for name in ("stable_update_freq", "plastic_update_freq"):
+        _require(0 <= values[name].value <= 1, name, values[name].value, "it must be in [0, 1]")
+    _require(values.verbose in (0, 1, 2), "verbose", values.verbose, "it must be 0, 1 or 2")
+    for name in values.eval_models:
+        _require(name in MODEL_NAMES, "eval_models", ",".join(values.eval_models),
+                 f"each entry must be one of {', '.join(MODEL_NAMES)}")
+    _require(len(values.eval_models) > 0, "eval_models", "", "name at least one model")
+    if values.data_dir is not None:
+        _require(os.path.isdir(values.data_dir), "data_dir", values.data_dir,
+                 "it must be an existing directory")
+    output_dir = values.output_dir or os.path.join(
+        "runs", f"{values.benchmark}-buf{values.buffer_size}-seed{values.seed}")
+    _check_output_dir(output_dir)
+    export_dir = (os.path.join(output_dir, "export") if values.export_dir is None
+                  else values.export_dir or None)
+    if export_dir is not None and os.path.exists(export_dir):
+        _require(os.path.isdir(export_dir), "export_dir", export_dir,
+                 "it exists and is not a directory")
+    return RunConfig(
+        benchmark=values.benchmark, data_dir=values.data_dir, seed=values.seed,
+        output_dir=output_dir, buffer_size=values.buffer_size, lr=values.lr,
+        batch_size=values.batch_size, replay_batch_size=values.replay_batch_size,
+        epochs=values.epochs, reg_weight=values.reg_weight,
+        stable_alpha=values.stable_alpha, stable_update_freq=values.stable_update_freq,
+        plastic_alpha=values.plastic_alpha, plastic_update_freq=values.plastic_update_freq,
+        eval_models=tuple(dict.fromkeys(values.eval_models)),
+        eval_batch_size=values.eval_batch_size, export_dir=export_dir,
+        tensorboard=values.tensorboard, log_every_steps=values.log_every_steps,
+        steps_per_execution=values.steps_per_execution, fused_forward=values.fused_forward,
+        verbose=values.verbose)
