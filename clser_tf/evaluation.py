@@ -20,41 +20,63 @@ def evaluate_models(models: Mapping[str, keras.Model], test_sets: Sequence[tf.da
                     ) -> dict[str, dict[str, list[float]]]:
     """Evaluates every model on every test set, with accuracies in percent.
 
+    A one-off :class:`Evaluator`; build one ``Evaluator`` and call it repeatedly to
+    compile the evaluation step only once.
+    """
+    return Evaluator(models, task_il=task_classes is not None)(test_sets, task_classes)
+
+
+class Evaluator:
+    """Evaluates fixed models on test sets, compiling its per-batch step once.
+
     Each test set yields ``(x, y)`` batches; ``x`` goes to the models as it comes (models
     are called with ``training=False`` and handle their own preprocessing) and ``y`` holds
     integer class ids. Class-IL accuracy takes the argmax over all logits. Task-IL accuracy
     for test set ``k`` first sets the logits of classes outside ``task_classes[k]`` to
-    ``-inf``. With ``task_classes=None`` (domain-IL) only class-IL is reported.
-
-    Returns ``{name: {"class_il": [acc per test set], "task_il": [acc per test set]}}``,
-    without the ``"task_il"`` key in domain-IL.
+    ``-inf``. With ``task_il=False`` (domain-IL) only class-IL is reported.
     """
-    if not models:
-        raise ValueError("models is empty: pass at least one keras.Model to evaluate.")
-    if task_classes is not None and len(task_classes) != len(test_sets):
-        raise ValueError(
-            f"task_classes has {len(task_classes)} entries but there are {len(test_sets)} "
-            "test sets: give one list of class ids per test set, or None for domain-IL.")
-    names = list(models)
-    counter = _CorrectCounter([models[name] for name in names],
-                              task_il=task_classes is not None)
-    metrics = ["class_il", "task_il"] if task_classes is not None else ["class_il"]
-    results = {name: {metric: [] for metric in metrics} for name in names}
-    no_classes = tf.zeros([0], tf.int32)
-    for k, test_set in enumerate(test_sets):
-        classes = (no_classes if task_classes is None
-                   else _class_id_tensor(task_classes[k], k))
-        counter.reset()
-        for x, y in test_set:
-            counter.update(x, y, classes)
-        seen = int(counter.seen.numpy())
-        if seen == 0:
-            raise ValueError(f"test set {k} yielded no samples: cannot compute its accuracy.")
-        correct = counter.correct.numpy()
-        for m, name in enumerate(names):
-            for c, metric in enumerate(metrics):
-                results[name][metric].append(100.0 * float(correct[m, c]) / seen)
-    return results
+
+    def __init__(self, models: Mapping[str, keras.Model], task_il: bool):
+        if not models:
+            raise ValueError("models is empty: pass at least one keras.Model to evaluate.")
+        self._names = list(models)
+        self._task_il = task_il
+        self._counter = _CorrectCounter([models[name] for name in self._names], task_il)
+
+    def __call__(self, test_sets: Sequence[tf.data.Dataset],
+                 task_classes: Sequence[Sequence[int]] | None,
+                 ) -> dict[str, dict[str, list[float]]]:
+        """Returns ``{name: {"class_il": [acc per set], "task_il": [acc per set]}}``.
+
+        ``task_classes`` (one list of class ids per test set) is required for task-IL and
+        must be None in domain-IL; without task-IL there is no ``"task_il"`` key.
+        """
+        if (task_classes is not None) != self._task_il:
+            raise ValueError(f"task_classes={task_classes!r} is invalid: this evaluator was "
+                             f"built with task_il={self._task_il}.")
+        if task_classes is not None and len(task_classes) != len(test_sets):
+            raise ValueError(
+                f"task_classes has {len(task_classes)} entries but there are "
+                f"{len(test_sets)} test sets: give one list of class ids per test set, or "
+                "None for domain-IL.")
+        counter = self._counter
+        metrics = ["class_il", "task_il"] if self._task_il else ["class_il"]
+        results = {name: {metric: [] for metric in metrics} for name in self._names}
+        no_classes = tf.zeros([0], tf.int32)
+        for k, test_set in enumerate(test_sets):
+            classes = (no_classes if task_classes is None
+                       else _class_id_tensor(task_classes[k], k))
+            counter.reset()
+            for x, y in test_set:
+                counter.update(x, y, classes)
+            seen = int(counter.seen.numpy())
+            if seen == 0:
+                raise ValueError(f"test set {k} yielded no samples: cannot compute its accuracy.")
+            correct = counter.correct.numpy()
+            for m, name in enumerate(self._names):
+                for c, metric in enumerate(metrics):
+                    results[name][metric].append(100.0 * float(correct[m, c]) / seen)
+        return results
 
 
 class _CorrectCounter:

@@ -2,8 +2,9 @@
 
 Each cell of the lower-triangular matrix (row ``i``: after training task ``i``; column
 ``j``: evaluated on task ``j``) is coloured with a viridis-like colormap over 0..100 and
-shows its accuracy, written with a built-in 5x7 bitmap font (plus descenders) in whichever of dark or light
-ink contrasts more with the cell. Tasks are labelled from 1. A colour bar gives the scale.
+shows its accuracy, written with a built-in 5x7 bitmap font (plus descenders) in
+whichever of dark or light ink contrasts more with the cell. Tasks are labelled from 1.
+A colour bar gives the scale.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
 from clser_tf.benchmarks import Benchmark, load_benchmark, test_stream, train_stream
 from clser_tf.config import RunConfig
-from clser_tf.evaluation import evaluate_models, summarize
+from clser_tf.evaluation import Evaluator, summarize
 from clser_tf.heatmap import accuracy_heatmap, heatmap_png
 from clser_tf.model import CLSER
 
@@ -94,7 +94,8 @@ def run(config: RunConfig) -> dict[str, Any]:
             os.path.join(tb_dir, "train"), update_freq=config.log_every_steps))
         eval_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "eval"))
 
-    random_init = evaluate_models(eval_models, test_sets, task_classes)
+    evaluate = Evaluator(eval_models, task_il=True)
+    random_init = evaluate(test_sets, task_classes)
     settings = list(next(iter(random_init.values())).keys())
     results: dict[str, Any] = {
         "config": {k: v for k, v in vars(config).items()},
@@ -109,7 +110,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     results_path = os.path.join(config.output_dir, "results.json")
     for t, task in enumerate(tasks):
         if t > 0:  # accuracy on task t just before training it, for forward transfer
-            before = evaluate_models(eval_models, test_sets[t:t + 1], task_classes[t:t + 1])
+            before = evaluate(test_sets[t:t + 1], task_classes[t:t + 1])
             for name in eval_models:
                 for s in settings:
                     results["models"][name]["before_task"][s].append(before[name][s][0])
@@ -119,7 +120,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                   epochs=config.epochs, verbose=config.verbose, callbacks=callbacks,
                   shuffle=False)  # the stream shuffles with the run's seed
         trained = time.perf_counter()
-        accs = evaluate_models(eval_models, test_sets[:t + 1], task_classes[:t + 1])
+        accs = evaluate(test_sets[:t + 1], task_classes[:t + 1])
         results["timings"]["train_s"].append(trained - tick)
         results["timings"]["eval_s"].append(time.perf_counter() - trained)
         for name in eval_models:

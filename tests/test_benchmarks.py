@@ -1,0 +1,197 @@
+"""Tests for clser_tf.benchmarks: task splits, data-source selection and tf.data streams."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from clser_tf import benchmarks, sources
+from test_sources import random_dataset, write_cifar_dir, write_idx_dir
+
+# Imported as a module: `from clser_tf.benchmarks import test_stream` would make pytest
+# collect test_stream as a test.
+
+
+def assert_split(bench: benchmarks.Benchmark, data: sources.ArrayDataset, classes_per_task):
+    """Tasks hold consecutive classes in label order and every sample of them, in order."""
+    num_tasks = bench.num_classes // classes_per_task
+    assert len(bench.tasks) == num_tasks
+    for k, task in enumerate(bench.tasks):
+        assert task.classes == tuple(range(k * classes_per_task, (k + 1) * classes_per_task))
+        for x, y, all_x, all_y in ((task.x_train, task.y_train, data.x_train, data.y_train),
+                                   (task.x_test, task.y_test, data.x_test, data.y_test)):
+            mask = np.isin(all_y, task.classes)
+            np.testing.assert_array_equal(y, all_y[mask])
+            np.testing.assert_array_equal(x, all_x[mask])
+            assert x.dtype == np.uint8
+    assert sum(len(t.y_train) for t in bench.tasks) == len(data.y_train)
+    assert sum(len(t.y_test) for t in bench.tasks) == len(data.y_test)
+
+
+def test_seq_fmnist_from_idx_dir_splits_5x2(tmp_path):
+    data = random_dataset((28, 28), 50, 30, 10)
+    bench = benchmarks.load_benchmark("seq-fmnist", write_idx_dir(tmp_path, data, gz=True))
+    assert (bench.name, bench.input_shape, bench.num_classes) == ("seq-fmnist", (28, 28), 10)
+    assert (bench.backbone, bench.augment, bench.mean, bench.std) == ("mlp", False, None, None)
+    assert_split(bench, data, 2)
+
+
+def test_seq_cifar100_splits_5x20_with_cifar10_statistics(tmp_path):
+    data = random_dataset((32, 32, 3), 220, 110, 100)
+    bench = benchmarks.load_benchmark("seq-cifar100", write_cifar_dir(tmp_path, data, 100))
+    assert (bench.input_shape, bench.backbone, bench.augment) == ((32, 32, 3), "resnet18", True)
+    assert bench.mean == (0.4914, 0.4822, 0.4465) and bench.std == (0.2470, 0.2435, 0.2615)
+    assert_split(bench, data, 20)
+
+
+def test_seq_cifar10_from_folder(tmp_path):
+    data = random_dataset((32, 32, 3), 25, 15, 10)
+    bench = benchmarks.load_benchmark("seq-cifar10", write_cifar_dir(tmp_path, data, 10))
+    assert (bench.num_classes, bench.backbone, bench.augment) == (10, "resnet18", True)
+    assert_split(bench, data, 2)
+
+
+def test_seq_fmnist_falls_back_to_tfds_without_default_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmarks, "DEFAULT_FMNIST_DIR", str(tmp_path / "missing"))
+    with tfds.testing.mock_data(num_examples=200):
+        bench = benchmarks.load_benchmark("seq-fmnist")
+    assert sum(len(t.y_train) for t in bench.tasks) == 200
+    assert all(t.x_train.shape[1:] == (28, 28) and t.x_train.dtype == np.uint8
+               for t in bench.tasks)
+
+
+def test_seq_fmnist_lists_every_place_looked_when_all_fail(tmp_path, monkeypatch):
+    missing = str(tmp_path / "missing")
+    monkeypatch.setattr(benchmarks, "DEFAULT_FMNIST_DIR", missing)
+
+    def offline(name, data_dir=None):
+        raise sources.DatasetError(f"tfds {name!r} needs internet")
+
+    monkeypatch.setattr(sources, "load_tfds", offline)
+    with pytest.raises(sources.DatasetError) as info:
+        benchmarks.load_benchmark("seq-fmnist")
+    assert missing in str(info.value) and "'fashion_mnist'" in str(info.value)
+
+
+def test_seq_fmnist_bad_data_dir_does_not_fall_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "load_tfds", pytest.fail)
+    with pytest.raises(sources.DatasetError, match=str(tmp_path / "nowhere")):
+        benchmarks.load_benchmark("seq-fmnist", str(tmp_path / "nowhere"))
+
+
+def test_label_outside_range_names_value(tmp_path):
+    data = random_dataset((28, 28), 20, 10, 10)
+    data.y_test[3] = 12
+    with pytest.raises(sources.DatasetError, match="label 12 .*\\[0, 10\\)"):
+        benchmarks.load_benchmark("seq-mnist", write_idx_dir(tmp_path, data))
+
+
+def test_wrong_image_shape_is_rejected(tmp_path):
+    data = random_dataset((20, 20), 20, 10, 10)
+    with pytest.raises(sources.DatasetError, match="\\(20, 20\\).*\\(28, 28\\)"):
+        benchmarks.load_benchmark("seq-fmnist", write_idx_dir(tmp_path, data))
+
+
+def test_task_without_training_samples_is_rejected(tmp_path):
+    data = random_dataset((28, 28), 20, 10, 8)  # classes 8 and 9 absent
+    with pytest.raises(sources.DatasetError, match="task 4 \\(classes \\(8, 9\\)\\)"):
+        benchmarks.load_benchmark("seq-fmnist", write_idx_dir(tmp_path, data))
+
+
+def test_unknown_benchmark_names_value_and_choices():
+    with pytest.raises(ValueError, match="'seq-svhn'") as info:
+        benchmarks.load_benchmark("seq-svhn")
+    assert all(name in str(info.value) for name in benchmarks.BENCHMARKS)
+
+
+def test_seq_tinyimg_requires_data_dir():
+    with pytest.raises(sources.DatasetError, match="data_dir.*tiny-imagenet-200"):
+        benchmarks.load_benchmark("seq-tinyimg")
+
+
+@pytest.mark.skipif(not os.path.isdir(benchmarks.DEFAULT_FMNIST_DIR),
+                    reason="dataset-fashion-mnist is not installed")
+def test_seq_fmnist_reads_installed_dataset():
+    bench = benchmarks.load_benchmark("seq-fmnist")
+    assert sum(len(t.y_train) for t in bench.tasks) == 60000
+    assert sum(len(t.y_test) for t in bench.tasks) == 10000
+    assert all(len(t.y_train) == 12000 and len(t.y_test) == 2000 for t in bench.tasks)
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+def make_task(num_train=37, num_test=13, image_shape=(8, 8, 3)) -> benchmarks.Task:
+    data = random_dataset(image_shape, num_train, num_test, 2)
+    return benchmarks.Task((0, 1), data.x_train, data.y_train, data.x_test, data.y_test)
+
+
+def epochs(ds, count=2):
+    """``count`` passes over ``ds`` as lists of (images, labels) numpy batches."""
+    return [[(x.numpy(), y.numpy()) for x, y in ds] for _ in range(count)]
+
+
+def flatten(epoch):
+    return np.concatenate([x for x, _ in epoch]), np.concatenate([y for _, y in epoch])
+
+
+def test_train_stream_drops_remainder_and_keeps_raw_dtypes():
+    task = make_task()
+    epoch = epochs(benchmarks.train_stream(task, 8, seed=1, augment=False), 1)[0]
+    assert len(epoch) == 4  # 37 // 8, the last 5 samples dropped
+    for x, y in epoch:
+        assert x.shape == (8, 8, 8, 3) and x.dtype == np.uint8 and y.dtype == np.int32
+
+
+def test_train_stream_samples_are_the_tasks_and_shuffled():
+    task = make_task(num_train=32)
+    x, y = flatten(epochs(benchmarks.train_stream(task, 8, seed=1, augment=False), 1)[0])
+    order = [int(np.flatnonzero((task.x_train == image).all(axis=(1, 2, 3)))[0]) for image in x]
+    assert sorted(order) == list(range(32)) and order != list(range(32))
+    np.testing.assert_array_equal(y, task.y_train[order])
+
+
+def test_train_stream_is_deterministic_for_a_seed_and_reshuffles_each_epoch():
+    task = make_task()
+    first = epochs(benchmarks.train_stream(task, 8, seed=3, augment=False))
+    again = epochs(benchmarks.train_stream(task, 8, seed=3, augment=False))
+    other = epochs(benchmarks.train_stream(task, 8, seed=4, augment=False))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(flatten(a)[0], flatten(b)[0])
+    assert not np.array_equal(flatten(first[0])[0], flatten(other[0])[0])
+    assert not np.array_equal(flatten(first[0])[0], flatten(first[1])[0])
+
+
+def test_train_stream_augmentation_changes_images_keeps_shape_dtype_labels():
+    task = make_task(image_shape=(16, 16, 3))
+    plain = epochs(benchmarks.train_stream(task, 8, seed=5, augment=False), 1)[0]
+    augmented = epochs(benchmarks.train_stream(task, 8, seed=5, augment=True))
+    repeat = epochs(benchmarks.train_stream(task, 8, seed=5, augment=True), 1)[0]
+    (x_plain, y_plain), (x_aug, y_aug) = flatten(plain), flatten(augmented[0])
+    assert x_aug.shape == x_plain.shape and x_aug.dtype == np.uint8
+    np.testing.assert_array_equal(y_aug, y_plain)  # augmentation does not reorder
+    assert (x_aug != x_plain).any(axis=(1, 2, 3)).mean() > 0.5
+    np.testing.assert_array_equal(flatten(repeat)[0], x_aug)  # stateless: reproducible
+    # Padding is zeros, so shifted crops bring in black borders the originals lack.
+    assert (x_aug == 0).all(axis=-1).sum() > (x_plain == 0).all(axis=-1).sum()
+
+
+def test_train_stream_rejects_bad_arguments():
+    task = make_task(image_shape=(8, 8))
+    with pytest.raises(ValueError, match="batch_size=0"):
+        benchmarks.train_stream(task, 0, seed=0, augment=False)
+    with pytest.raises(ValueError, match="batch_size=38 .*37"):
+        benchmarks.train_stream(task, 38, seed=0, augment=False)
+    with pytest.raises(ValueError, match="augment=True .*\\(37, 8, 8\\)"):
+        benchmarks.train_stream(task, 8, seed=0, augment=True)
+
+
+def test_test_stream_keeps_remainder_and_order():
+    task = make_task()
+    batches = epochs(benchmarks.test_stream(task, 5), 1)[0]
+    assert [len(y) for _, y in batches] == [5, 5, 3]
+    x, y = flatten(batches)
+    np.testing.assert_array_equal(x, task.x_test)
+    np.testing.assert_array_equal(y, task.y_test)
+    assert x.dtype == np.uint8 and y.dtype == np.int32
