@@ -50,7 +50,8 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
              sync_batch_norm: bool = False) -> keras.Model:
     """CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool, BasicBlocks [2, 2, 2, 2], GAP, linear.
 
-    Raw pixels are scaled to [0, 1] and normalised by ``mean``/``std`` inside the model.
+    Raw pixels are scaled to [0, 1] and normalised by ``mean``/``std`` inside the model;
+    2-D (grayscale) inputs get a channel axis first.
     ``sync_batch_norm`` makes BatchNorm synchronise its batch statistics across replicas.
     """
     def norm(name):
@@ -59,6 +60,8 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
 
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="image")
     x = layers.Rescaling(1.0 / 255.0)(inputs)
+    if len(input_shape) == 2:
+        x = layers.Reshape((*input_shape, 1))(x)
     if mean is not None and std is not None:
         x = layers.Normalization(mean=list(mean), variance=[s * s for s in std])(x)
     x = layers.Conv2D(base_filters, 3, 1, padding="same", use_bias=False, name="stem_conv")(x)

@@ -16,7 +16,6 @@ import numpy as np
 import tensorflow as tf
 
 from clser_tf import sources
-from clser_tf.augment import random_crop_flip
 
 DEFAULT_FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -41,7 +40,7 @@ class Benchmark:
     num_classes: int
     tasks: tuple[Task, ...]
     backbone: str  # "mlp" or "resnet18"
-    augment: bool  # crop (pad 4) + flip on training batches and replay
+    augment: bool  # crop (pad 4) + flip, in-graph on current and replay batches
     mean: tuple[float, ...] | None  # per-channel normalisation; None: pixels / 255 only
     std: tuple[float, ...] | None
 
@@ -167,34 +166,21 @@ def _slices(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
 
 
-def train_stream(task: Task, batch_size: int, seed: int, augment: bool) -> tf.data.Dataset:
-    """Shuffled, full training batches of ``task`` (the last partial batch is dropped).
+def train_stream(task: Task, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled, full, raw training batches of ``task`` (the last partial batch is dropped).
 
-    The order is reshuffled every epoch, deterministically for a given ``seed``. With
-    ``augment``, each ``[B, H, W, C]`` batch gets :func:`random_crop_flip` keyed on the
-    stateless seed ``(seed, batch index within the epoch)``.
+    The order is reshuffled every epoch, deterministically for a given ``seed``. Batches
+    stay raw: CLSER augments in-graph (``augment_current_batch``) so that its buffer
+    stores the raw samples, as the reference does.
     """
     _check_batch_size(batch_size)
     num_samples = len(task.y_train)
     if batch_size > num_samples:
         raise ValueError(f"batch_size={batch_size} exceeds the {num_samples} training samples of "
                          f"task {task.classes}: every batch would be dropped.")
-    if augment and task.x_train.ndim != 4:
-        raise ValueError(f"augment=True needs [N, H, W, C] images; task {task.classes} has "
-                         f"shape {task.x_train.shape}.")
     ds = _slices(task.x_train, task.y_train)
     ds = ds.shuffle(num_samples, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    if augment:
-        base_seed = tf.constant(seed, tf.int64)
-
-        def augment_batch(batch, step):
-            images, labels = batch
-            return random_crop_flip(images, tf.stack([base_seed, step])), labels
-
-        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.counter()).map(
-            augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def test_stream(task: Task, batch_size: int) -> tf.data.Dataset:

@@ -42,6 +42,10 @@ flags.DEFINE_integer("log_every_steps", 100, "TensorBoard logging period of the 
 flags.DEFINE_integer("steps_per_execution", 50, "Train steps per compiled call (speed only).")
 flags.DEFINE_boolean("fused_forward", True, "One working-model forward over the merged batch "
                      "(False: the reference's extra forward over the replay batch).")
+flags.DEFINE_enum("backbone", None, ["mlp", "resnet18"],
+                  "Override the benchmark's backbone (default: MLP for the MNIST family, "
+                  "ResNet-18 otherwise).")
+flags.DEFINE_integer("resnet_base_filters", 64, "Filters of the ResNet-18's first stage.")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line.")
 
 
@@ -70,6 +74,8 @@ class RunConfig:
     log_every_steps: int
     steps_per_execution: int
     fused_forward: bool
+    backbone: str | None
+    resnet_base_filters: int
     verbose: int
 
 
@@ -92,7 +98,8 @@ def _check_output_dir(path: str) -> None:
 def config_from_flags(values: flags.FlagValues) -> RunConfig:
     """Validates the parsed flags; raises ``ValueError`` with one line on the first bad one."""
     for name in ("buffer_size", "batch_size", "replay_batch_size", "epochs",
-                 "eval_batch_size", "log_every_steps", "steps_per_execution"):
+                 "eval_batch_size", "log_every_steps", "steps_per_execution",
+                 "resnet_base_filters"):
         _require(values[name].value >= 1, name, values[name].value, "it must be >= 1")
     _require(values.lr > 0, "lr", values.lr, "it must be > 0")
     _require(values.reg_weight >= 0, "reg_weight", values.reg_weight, "it must be >= 0")
@@ -127,4 +134,5 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         eval_batch_size=values.eval_batch_size, export_dir=export_dir,
         tensorboard=values.tensorboard, log_every_steps=values.log_every_steps,
         steps_per_execution=values.steps_per_execution, fused_forward=values.fused_forward,
+        backbone=values.backbone, resnet_base_filters=values.resnet_base_filters,
         verbose=values.verbose)

@@ -187,8 +187,8 @@ class CLSER(keras.Model):
             labels = np.asarray(y)
             bad = labels[(labels < 0) | (labels >= self.num_classes)]
             if bad.size:
-                raise ValueError(f"label {bad.flat[0]!r} is invalid: labels must be integers "
-                                 f"in [0, {self.num_classes}) for this backbone.")
+                raise ValueError(f"label {bad.flat[0].item()!r} is invalid: labels must be "
+                                 f"integers in [0, {self.num_classes}) for this backbone.")
         return x, y
 
     # ----------------------------------------------------------------- the step

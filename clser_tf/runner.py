@@ -28,11 +28,12 @@ HEADLINE_MODEL = "stable"
 
 def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
     """The benchmark's backbone wrapped in a compiled ``CLSER`` with the run's settings."""
-    if benchmark.backbone == "mlp":
+    if (config.backbone or benchmark.backbone) == "mlp":
         backbone = backbones.mlp(benchmark.input_shape, benchmark.num_classes)
     else:
         backbone = backbones.resnet18(benchmark.input_shape, benchmark.num_classes,
-                                      benchmark.mean, benchmark.std)
+                                      benchmark.mean, benchmark.std,
+                                      base_filters=config.resnet_base_filters)
     model = CLSER(
         backbone, buffer_size=config.buffer_size, replay_batch_size=config.replay_batch_size,
         reg_weight=config.reg_weight,
@@ -115,8 +116,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                 for s in settings:
                     results["models"][name]["before_task"][s].append(before[name][s][0])
         tick = time.perf_counter()
-        model.fit(train_stream(task, config.batch_size, seed=config.seed * 1000 + t,
-                               augment=False),
+        model.fit(train_stream(task, config.batch_size, seed=config.seed * 1000 + t),
                   epochs=config.epochs, verbose=config.verbose, callbacks=callbacks,
                   shuffle=False)  # the stream shuffles with the run's seed
         trained = time.perf_counter()

@@ -138,7 +138,7 @@ def flatten(epoch):
 
 def test_train_stream_drops_remainder_and_keeps_raw_dtypes():
     task = make_task()
-    epoch = epochs(benchmarks.train_stream(task, 8, seed=1, augment=False), 1)[0]
+    epoch = epochs(benchmarks.train_stream(task, 8, seed=1), 1)[0]
     assert len(epoch) == 4  # 37 // 8, the last 5 samples dropped
     for x, y in epoch:
         assert x.shape == (8, 8, 8, 3) and x.dtype == np.uint8 and y.dtype == np.int32
@@ -146,7 +146,7 @@ def test_train_stream_drops_remainder_and_keeps_raw_dtypes():
 
 def test_train_stream_samples_are_the_tasks_and_shuffled():
     task = make_task(num_train=32)
-    x, y = flatten(epochs(benchmarks.train_stream(task, 8, seed=1, augment=False), 1)[0])
+    x, y = flatten(epochs(benchmarks.train_stream(task, 8, seed=1), 1)[0])
     order = [int(np.flatnonzero((task.x_train == image).all(axis=(1, 2, 3)))[0]) for image in x]
     assert sorted(order) == list(range(32)) and order != list(range(32))
     np.testing.assert_array_equal(y, task.y_train[order])
@@ -154,37 +154,21 @@ def test_train_stream_samples_are_the_tasks_and_shuffled():
 
 def test_train_stream_is_deterministic_for_a_seed_and_reshuffles_each_epoch():
     task = make_task()
-    first = epochs(benchmarks.train_stream(task, 8, seed=3, augment=False))
-    again = epochs(benchmarks.train_stream(task, 8, seed=3, augment=False))
-    other = epochs(benchmarks.train_stream(task, 8, seed=4, augment=False))
+    first = epochs(benchmarks.train_stream(task, 8, seed=3))
+    again = epochs(benchmarks.train_stream(task, 8, seed=3))
+    other = epochs(benchmarks.train_stream(task, 8, seed=4))
     for a, b in zip(first, again):
         np.testing.assert_array_equal(flatten(a)[0], flatten(b)[0])
     assert not np.array_equal(flatten(first[0])[0], flatten(other[0])[0])
     assert not np.array_equal(flatten(first[0])[0], flatten(first[1])[0])
 
 
-def test_train_stream_augmentation_changes_images_keeps_shape_dtype_labels():
-    task = make_task(image_shape=(16, 16, 3))
-    plain = epochs(benchmarks.train_stream(task, 8, seed=5, augment=False), 1)[0]
-    augmented = epochs(benchmarks.train_stream(task, 8, seed=5, augment=True))
-    repeat = epochs(benchmarks.train_stream(task, 8, seed=5, augment=True), 1)[0]
-    (x_plain, y_plain), (x_aug, y_aug) = flatten(plain), flatten(augmented[0])
-    assert x_aug.shape == x_plain.shape and x_aug.dtype == np.uint8
-    np.testing.assert_array_equal(y_aug, y_plain)  # augmentation does not reorder
-    assert (x_aug != x_plain).any(axis=(1, 2, 3)).mean() > 0.5
-    np.testing.assert_array_equal(flatten(repeat)[0], x_aug)  # stateless: reproducible
-    # Padding is zeros, so shifted crops bring in black borders the originals lack.
-    assert (x_aug == 0).all(axis=-1).sum() > (x_plain == 0).all(axis=-1).sum()
-
-
 def test_train_stream_rejects_bad_arguments():
     task = make_task(image_shape=(8, 8))
     with pytest.raises(ValueError, match="batch_size=0"):
-        benchmarks.train_stream(task, 0, seed=0, augment=False)
+        benchmarks.train_stream(task, 0, seed=0)
     with pytest.raises(ValueError, match="batch_size=38 .*37"):
-        benchmarks.train_stream(task, 38, seed=0, augment=False)
-    with pytest.raises(ValueError, match="augment=True .*\\(37, 8, 8\\)"):
-        benchmarks.train_stream(task, 8, seed=0, augment=True)
+        benchmarks.train_stream(task, 38, seed=0)
 
 
 def test_test_stream_keeps_remainder_and_order():

@@ -196,6 +196,15 @@ def test_compiled_step_matches_numpy_reimplementation(fused_forward):
     assert seen_updates == {True, False}
 
 
+def test_ties_go_to_the_plastic_teacher():
+    model = make_clser(plastic_alpha=0.5, stable_alpha=0.5,  # identical EMA models
+                       plastic_update_freq=1.0, stable_update_freq=1.0)
+    logs = fit(model, *make_data(24), batch_size=4)
+    assert_states_equal(model.plastic_model.get_weights(), model.stable_model.get_weights())
+    assert logs["consistency_loss"] > 0  # replay (and teachers) were used
+    assert logs["stable_teacher_fraction"] == 0.0
+
+
 def test_fused_and_separate_forward_agree_for_an_mlp():
     x, y = make_data(24, seed=2)
     fused, separate = make_clser(fused_forward=True), make_clser(fused_forward=False)
@@ -241,13 +250,13 @@ def test_update_frequency_one_updates_every_step():
 
 def test_plastic_and_stable_differ_only_when_their_settings_differ():
     x, y = make_data(24)
-    same = make_clser(plastic_alpha=0.9, plastic_update_freq=1.0,
-                      stable_alpha=0.9, stable_update_freq=1.0)
+    base = dict(plastic_alpha=0.5, plastic_update_freq=1.0,
+                stable_alpha=0.5, stable_update_freq=1.0)
+    same = make_clser(**base)
     fit(same, x, y)
     assert_states_equal(same.plastic_model.get_weights(), same.stable_model.get_weights())
     for settings in (dict(stable_alpha=0.99), dict(stable_update_freq=0.5)):
-        model = make_clser(**{**dict(plastic_alpha=0.9, plastic_update_freq=1.0,
-                                     stable_alpha=0.9, stable_update_freq=1.0), **settings})
+        model = make_clser(**{**base, **settings})
         fit(model, x, y)
         assert not states_equal(model.plastic_model.get_weights(),
                                 model.stable_model.get_weights()), settings
@@ -309,14 +318,21 @@ def test_exported_stable_model_serves_the_same_predictions(tmp_path):
     x, _ = make_data(10, seed=4)
     path = str(tmp_path / "stable")
     model.export_stable(path)
-    served = tf.saved_model.load(path).serve(tf.constant(x)).numpy()
+    loaded = tf.saved_model.load(path)  # keep a reference: it owns the variables
+    served = loaded.serve(tf.constant(x)).numpy()
     close(served, model.predict(x, verbose=0))
     close(served, model.stable_model(x).numpy())
     assert not np.allclose(served, model.working_model(x).numpy())
 
 
 # ---------------------------------------------------------------------- 7. ResNet / BN
+def _bn_layers(model: keras.Model) -> dict:
+    return {layer.name: layer for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)}
+
+
 def test_resnet18_step_averages_only_trainable_weights():
+    """Reference BatchNorm: gamma/beta are averaged, moving stats come from teacher passes."""
     keras.utils.set_random_seed(0)
     backbone = clser_tf.backbones.resnet18(input_shape=(32, 32, 3), num_classes=4,
                                            base_filters=4)
@@ -327,24 +343,33 @@ def test_resnet18_step_averages_only_trainable_weights():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(32, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 4, size=32)
-    working_bn = model.working_model.get_layer("stem_bn")
-    stable_bn = model.stable_model.get_layer("stem_bn")
-    ema = {"gamma": working_bn.gamma.numpy(), "beta": working_bn.beta.numpy(),
-           "moving_mean": working_bn.moving_mean.numpy()}
+    working, ema_models = _bn_layers(model.working_model), (
+        _bn_layers(model.stable_model), _bn_layers(model.plastic_model))
+    names = ("gamma", "beta", "moving_mean")
+    expected = {(layer, name): getattr(working[layer], name).numpy()
+                for layer in working for name in names}  # EMA of the working model
     for step in range(1, 5):
         logs = fit(model, x[8 * step - 8: 8 * step], y[8 * step - 8: 8 * step], batch_size=8)
         assert np.isfinite(logs["loss"])
         alpha = min(1 - 1 / (step + 1), 0.9)
-        for name in ema:
-            ema[name] = alpha * ema[name] + (1 - alpha) * getattr(working_bn, name).numpy()
+        for (layer, name), value in expected.items():
+            expected[layer, name] = (alpha * value +
+                                     (1 - alpha) * getattr(working[layer], name).numpy())
+        if step == 1:  # empty buffer: no teacher pass yet, so moving stats are untouched
+            for ema in ema_models:
+                for layer in ema.values():
+                    np.testing.assert_array_equal(layer.moving_mean.numpy(), 0.0)
+                    np.testing.assert_array_equal(layer.moving_variance.numpy(), 1.0)
     assert model.global_step.numpy() == 4
-    close(stable_bn.gamma.numpy(), ema["gamma"])  # trainable: averaged
-    close(stable_bn.beta.numpy(), ema["beta"])
-    assert not np.allclose(stable_bn.moving_mean.numpy(), ema["moving_mean"], atol=1e-4)
-    # Moving statistics come from the teacher passes (training mode) only.
-    assert not np.allclose(stable_bn.moving_mean.numpy(), 0.0)
-    assert not np.allclose(stable_bn.moving_variance.numpy(), 1.0)
-    assert not np.allclose(stable_bn.moving_mean.numpy(), working_bn.moving_mean.numpy())
+    for ema in ema_models:
+        for layer_name, layer in ema.items():
+            close(layer.gamma.numpy(), expected[layer_name, "gamma"])  # averaged
+            close(layer.beta.numpy(), expected[layer_name, "beta"])
+            assert not np.allclose(layer.moving_mean.numpy(),
+                                   expected[layer_name, "moving_mean"], atol=1e-4)
+            # Updated by the teacher passes (training mode) of steps 2-4.
+            assert not np.allclose(layer.moving_mean.numpy(), 0.0)
+            assert not np.allclose(layer.moving_variance.numpy(), 1.0)
 
 
 # ------------------------------------------------------------------- 8. bad arguments
