@@ -1,0 +1,158 @@
+"""Speed benchmark: ``python -m clser_tf.bench --recipe=mlp [--flag=value ...]``.
+
+Measures on synthetic data of a recipe's shapes: compiled train steps per second and
+samples per second (after warm-up, median of ``--repeats``), evaluation images per second
+(working, plastic and stable models in one pass), and peak resident memory. Prints a table
+and writes JSON. Each speed feature is a flag, so its effect is one command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from clser_tf import backbones
+from clser_tf.augment import RandomCropFlip
+from clser_tf.evaluation import Evaluator
+from clser_tf.model import CLSER
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The shapes and settings of one benchmark's training step."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    batch_size: int
+    replay_batch_size: int
+    buffer_size: int
+    augment: bool
+
+
+RECIPES = {
+    # SPEC's seq-mnist row (buffer 200) and seq-cifar10 row (buffer 500).
+    "mlp": Recipe((28, 28), 10, 10, 128, 200, augment=False),
+    "resnet18": Recipe((32, 32, 3), 10, 32, 32, 500, augment=True),
+}
+
+flags.DEFINE_enum("recipe", "mlp", list(RECIPES), "Which step to measure.")
+flags.DEFINE_integer("steps", 600, "Train steps per timed repeat.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
+flags.DEFINE_integer("warmup_steps", 100, "Untimed steps first (compilation, buffer fill).")
+flags.DEFINE_integer("steps_per_execution", 50, "Keras steps_per_execution.")
+flags.DEFINE_boolean("fused_forward", True, "One working forward over the merged batch.")
+flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy of the backbone.")
+flags.DEFINE_integer("eval_images", 10000, "Images per evaluation timing (0: skip).")
+flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+
+FLAGS = flags.FLAGS
+
+
+def build(recipe: Recipe, fused_forward: bool, jit_compile: bool,
+          steps_per_execution: int) -> CLSER:
+    """A compiled CLSER for ``recipe`` (reference hyperparameters; they don't affect speed)."""
+    if len(recipe.input_shape) == 2:
+        backbone = backbones.mlp(recipe.input_shape, recipe.num_classes)
+    else:
+        backbone = backbones.resnet18(recipe.input_shape, recipe.num_classes)
+    augment = RandomCropFlip() if recipe.augment else None
+    model = CLSER(backbone, buffer_size=recipe.buffer_size,
+                  replay_batch_size=recipe.replay_batch_size, replay_augment=augment,
+                  augment_current_batch=recipe.augment, fused_forward=fused_forward)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
+    return model
+
+
+def synthetic(recipe: Recipe, num_batches: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Random uint8 images and labels, batched and cached in memory."""
+    rng = np.random.default_rng(seed)
+    n = num_batches * batch_size
+    x = rng.integers(0, 256, (n, *recipe.input_shape), dtype=np.uint8)
+    y = rng.integers(0, recipe.num_classes, n).astype(np.int32)
+    return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
+            .cache().prefetch(tf.data.AUTOTUNE))
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
+            steps_per_execution: int, fused_forward: bool, jit_compile: bool,
+            mixed_precision: str, eval_images: int) -> dict:
+    """Runs the benchmark and returns its figures."""
+    recipe = RECIPES[recipe_name]
+    keras.mixed_precision.set_global_policy(mixed_precision)
+    model = build(recipe, fused_forward, jit_compile, steps_per_execution)
+    train = synthetic(recipe, steps, recipe.batch_size, seed=1)
+    model.fit(synthetic(recipe, warmup_steps, recipe.batch_size, seed=0), verbose=0)
+    model.fit(train, verbose=0)  # fills the cache; traces once more for the full length
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(train, verbose=0)
+        seconds.append(time.perf_counter() - start)
+    step_s = statistics.median(seconds) / steps
+    result = {
+        "recipe": recipe_name, **dataclasses.asdict(recipe), "steps": steps,
+        "repeats": repeats, "steps_per_execution": steps_per_execution,
+        "fused_forward": fused_forward, "jit_compile": jit_compile,
+        "mixed_precision": mixed_precision,
+        "ms_per_step": 1000.0 * step_s, "steps_per_s": 1.0 / step_s,
+        "samples_per_s": recipe.batch_size / step_s,
+        "ms_per_step_all_repeats": [1000.0 * s / steps for s in seconds],
+    }
+    if eval_images:
+        evaluate = Evaluator({"working": model.working_model, "plastic": model.plastic_model,
+                              "stable": model.stable_model}, task_il=False)
+        test = synthetic(recipe, max(1, eval_images // 1000), 1000, seed=2)
+        evaluate([test], None)  # trace
+        start = time.perf_counter()
+        evaluate([test], None)
+        result["eval_images_per_s"] = (eval_images // 1000) * 1000 / (
+            time.perf_counter() - start)
+    result["peak_rss_mib"] = peak_rss_mib()
+    return result
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]!r}")
+    for name in ("steps", "repeats", "steps_per_execution"):
+        if FLAGS[name].value < 1:
+            sys.exit(f"clser_tf.bench: error: --{name}={FLAGS[name].value} is invalid: "
+                     "it must be >= 1.")
+    if FLAGS.warmup_steps < 0 or FLAGS.eval_images < 0:
+        sys.exit("clser_tf.bench: error: --warmup_steps and --eval_images must be >= 0.")
+    result = measure(FLAGS.recipe, FLAGS.steps, FLAGS.repeats, FLAGS.warmup_steps,
+                     FLAGS.steps_per_execution, FLAGS.fused_forward, FLAGS.jit_compile,
+                     FLAGS.mixed_precision, FLAGS.eval_images)
+    print(f"{'recipe':<9} {'precision':<15} {'fused':<6} {'xla':<6} {'spe':>4} "
+          f"{'ms/step':>8} {'steps/s':>8} {'samples/s':>10} {'eval img/s':>11} {'peak MiB':>9}")
+    print(f"{result['recipe']:<9} {result['mixed_precision']:<15} "
+          f"{str(result['fused_forward']):<6} {str(result['jit_compile']):<6} "
+          f"{result['steps_per_execution']:>4} {result['ms_per_step']:8.2f} "
+          f"{result['steps_per_s']:8.1f} {result['samples_per_s']:10.0f} "
+          f"{result.get('eval_images_per_s', float('nan')):11.0f} "
+          f"{result['peak_rss_mib']:9.0f}")
+    if FLAGS.json:
+        with open(FLAGS.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)
