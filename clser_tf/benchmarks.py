@@ -1,8 +1,12 @@
-"""Class-incremental benchmarks (seq-fmnist, seq-mnist, seq-cifar10, ...) and their tf.data streams.
+"""The benchmarks and their tf.data streams.
 
-A benchmark splits a dataset's classes, in label order, into equally sized tasks. Streams
-keep the raw dtype (uint8 images, int32 labels); normalisation is the model's job, using
-:attr:`Benchmark.mean` / :attr:`Benchmark.std`.
+Class-incremental (seq-fmnist, seq-mnist, seq-cifar10, seq-cifar100, seq-tinyimg): a
+dataset's classes, in label order, split into equally sized tasks. Domain-incremental
+(perm-mnist, rot-mnist): 20 tasks over all ten classes, each with its own pixel permutation
+or rotation. GCIL (gcil-cifar100): 20 phases drawn by :mod:`clser_tf.gcil`. General
+continual (mnist-360): one stream without task boundaries, built by :mod:`clser_tf.mnist360`.
+Streams keep the raw dtype (uint8 images, int32 labels); normalisation is the model's job,
+using :attr:`Benchmark.mean` / :attr:`Benchmark.std`.
 """
 
 from __future__ import annotations
@@ -15,25 +19,39 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from clser_tf import sources
+from clser_tf import gcil, mnist360, sources
+from clser_tf.image_transforms import TaskTransform, draw_task_transforms, rotate
 
 DEFAULT_FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """One task: its classes and the train/test samples of those classes, in dataset order."""
+    """One task: its classes and train/test samples, with the task's fixed input transform.
+
+    The samples are stored raw; ``transform`` (domain-IL: a permutation or rotation) is
+    applied by :func:`train_stream` and :func:`test_stream` alike, so the model (and its
+    buffer) sees the transformed inputs.
+    """
 
     classes: tuple[int, ...]  # task k of a 5x2 split holds classes (2k, 2k+1)
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    transform: TaskTransform | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-    """A class-incremental benchmark: its tasks and the training settings that go with it."""
+    """A benchmark: its tasks and the training settings that go with it.
+
+    ``setting`` is ``"class-il"``, ``"domain-il"`` or ``"general-continual"``. In the
+    general-continual setting ``tasks`` holds one entry per class, the pools that
+    :func:`general_stream` draws its single stream from and the per-class test sets; no
+    task boundary reaches the model. ``task_il`` says whether task-IL accuracy is defined.
+    ``details`` are the benchmark's draws (permutations, angles, phases) for results.json.
+    """
 
     name: str
     input_shape: tuple[int, ...]  # raw input shape, e.g. (28, 28) or (32, 32, 3)
@@ -43,6 +61,9 @@ class Benchmark:
     augment: bool  # crop (pad 4) + flip, in-graph on current and replay batches
     mean: tuple[float, ...] | None  # per-channel normalisation; None: pixels / 255 only
     std: tuple[float, ...] | None
+    setting: str = "class-il"
+    task_il: bool = True
+    details: dict = dataclasses.field(default_factory=dict)
 
 
 def _load_fmnist(data_dir: str | None) -> sources.ArrayDataset:
@@ -109,7 +130,13 @@ _SPECS = {
                          (0.2770, 0.2691, 0.2821), _load_tinyimg),
 }
 
-BENCHMARKS: tuple[str, ...] = tuple(_SPECS)
+DOMAIN_IL_TRANSFORMS = {"perm-mnist": "permutation", "rot-mnist": "rotation"}
+GENERAL_CONTINUAL = ("mnist-360",)
+GCIL = ("gcil-cifar100",)
+SOURCE_BENCHMARKS = (*DOMAIN_IL_TRANSFORMS, *GENERAL_CONTINUAL)  # take --source
+SOURCES = {"mnist": "seq-mnist", "fmnist": "seq-fmnist"}  # --source: whose data to read
+DOMAIN_IL_TASKS = 20
+BENCHMARKS: tuple[str, ...] = (*_SPECS, *SOURCE_BENCHMARKS, *GCIL)
 
 
 def _check_data(name: str, spec: _Spec, data: sources.ArrayDataset) -> None:
@@ -132,19 +159,37 @@ def _make_task(data: sources.ArrayDataset, classes: tuple[int, ...]) -> Task:
                 data.y_test[test])
 
 
-def load_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
+def load_benchmark(name: str, data_dir: str | None = None, *, source: str | None = None,
+                   seed: int = 0, weight_dist: str = "uniform",
+                   gcil_seed: int = 1993) -> Benchmark:
     """Loads benchmark ``name`` (one of :data:`BENCHMARKS`) and splits it into tasks.
 
-    Task ``k`` holds classes ``[k * c, (k + 1) * c)`` with ``c = num_classes / num_tasks``.
-    ``data_dir`` points at the raw files; when it is None, seq-fmnist tries
-    :data:`DEFAULT_FMNIST_DIR` then tensorflow-datasets, seq-mnist and the CIFAR benchmarks
-    use tensorflow-datasets, and seq-tinyimg fails.
+    Class-IL: task ``k`` holds classes ``[k * c, (k + 1) * c)`` with
+    ``c = num_classes / num_tasks``. ``data_dir`` points at the raw files; when it is None,
+    seq-fmnist tries :data:`DEFAULT_FMNIST_DIR` then tensorflow-datasets, seq-mnist and the
+    CIFAR benchmarks use tensorflow-datasets, and seq-tinyimg fails. perm-mnist, rot-mnist
+    and mnist-360 read the data of ``source`` (``"mnist"``, the default, as seq-mnist does;
+    ``"fmnist"`` as seq-fmnist does) and draw their permutations / angles from ``seed``.
+    gcil-cifar100 reads CIFAR-100 as seq-cifar100 does and draws its phases from
+    ``gcil_seed`` with ``weight_dist`` (``"uniform"`` or ``"longtail"``).
     """
-    if name not in _SPECS:
+    if name not in BENCHMARKS:
         raise ValueError(f"Unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}.")
+    if name not in SOURCE_BENCHMARKS and source is not None:
+        raise ValueError(f"source={source!r} is invalid for {name}: only "
+                         f"{', '.join(SOURCE_BENCHMARKS)} take a source.")
+    if name in SOURCE_BENCHMARKS:
+        source = source or "mnist"
+        if source not in SOURCES:
+            raise ValueError(f"source={source!r} is invalid: use one of {', '.join(SOURCES)}.")
+        data = _load_checked(SOURCES[source], data_dir)
+        if name in DOMAIN_IL_TRANSFORMS:
+            return _domain_il(name, data, source, seed)
+        return _mnist360(name, data, source)
+    if name in GCIL:
+        return _gcil(name, _load_checked("seq-cifar100", data_dir), weight_dist, gcil_seed)
     spec = _SPECS[name]
-    data = spec.load(data_dir)
-    _check_data(name, spec, data)
+    data = _load_checked(name, data_dir)
     per_task = spec.num_classes // spec.num_tasks
     tasks = tuple(_make_task(data, tuple(range(k * per_task, (k + 1) * per_task)))
                   for k in range(spec.num_tasks))
@@ -154,6 +199,87 @@ def load_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
                                        f"training samples in the loaded data.")
     return Benchmark(name, spec.input_shape, spec.num_classes, tasks, spec.backbone,
                      spec.augment, spec.mean, spec.std)
+
+
+def _load_checked(spec_name: str, data_dir: str | None) -> sources.ArrayDataset:
+    """The data of ``_SPECS[spec_name]``, checked against its shape and label range."""
+    spec = _SPECS[spec_name]
+    data = spec.load(data_dir)
+    _check_data(spec_name, spec, data)
+    return data
+
+
+def _with_spec(spec_name: str, name: str, tasks: tuple[Task, ...], **fields) -> Benchmark:
+    """A benchmark with the input, backbone and normalisation of ``_SPECS[spec_name]``."""
+    spec = _SPECS[spec_name]
+    return Benchmark(name, spec.input_shape, spec.num_classes, tasks, spec.backbone,
+                     spec.augment, spec.mean, spec.std, **fields)
+
+
+def _domain_il(name: str, data: sources.ArrayDataset, source: str, seed: int) -> Benchmark:
+    """20 tasks over all the data, each with its own permutation or rotation from ``seed``.
+
+    Every task shares the raw arrays (no copies); the transform is applied in the streams.
+    """
+    transforms = draw_task_transforms(DOMAIN_IL_TRANSFORMS[name], DOMAIN_IL_TASKS,
+                                      int(np.prod(data.x_train.shape[1:])), seed)
+    classes = tuple(range(_SPECS[SOURCES[source]].num_classes))
+    tasks = tuple(Task(classes, data.x_train, data.y_train, data.x_test, data.y_test, t)
+                  for t in transforms)
+    return _with_spec(SOURCES[source], name, tasks, setting="domain-il", task_il=False,
+                      details={"source": source,
+                               "task_transforms": [t.describe() for t in transforms]})
+
+
+def _mnist360(name: str, data: sources.ArrayDataset, source: str) -> Benchmark:
+    """One pool per digit 0..8: raw training samples, test samples rotated as in the reference.
+
+    The output layer keeps the source's 10 units, as the reference's MLP does.
+    """
+    tasks = []
+    for digit in range(mnist360.NUM_DIGITS):
+        train, test = data.y_train == digit, data.y_test == digit
+        if not train.any() or not test.any():
+            raise sources.DatasetError(f"{name}: digit {digit} has {train.sum()} training and "
+                                       f"{test.sum()} test samples; it needs both.")
+        x_test = rotate(data.x_test[test], mnist360.evaluation_angles(int(test.sum()))).numpy()
+        tasks.append(Task((digit,), data.x_train[train], data.y_train[train], x_test,
+                          data.y_test[test]))
+    details = {"source": source, "digits": list(range(mnist360.NUM_DIGITS)),
+               "rounds": mnist360.ROUNDS,
+               "train_samples_per_digit": [len(t.y_train) for t in tasks],
+               "test_samples_per_digit": [len(t.y_test) for t in tasks]}
+    return _with_spec(SOURCES[source], name, tuple(tasks), setting="general-continual",
+                      task_il=False, details=details)
+
+
+def _gcil(name: str, data: sources.ArrayDataset, weight_dist: str, gcil_seed: int) -> Benchmark:
+    """20 GCIL phases; labels remapped by first appearance; cumulative test sets.
+
+    The test set is sorted by remapped label once, so phase ``t``'s test set (every class
+    seen up to ``t``) is a prefix of it: the phases share one array.
+    """
+    phases = gcil.sample_phases(data.y_train, weight_dist, gcil_seed)
+    order = gcil.first_appearance_order(phases)
+    label_of = np.full(int(data.y_train.max()) + 1, -1, np.int64)
+    label_of[order] = np.arange(len(order))
+    test_labels = label_of[data.y_test]
+    by_label = np.argsort(np.where(test_labels < 0, len(order), test_labels), kind="stable")
+    x_test, y_test = data.x_test[by_label], test_labels[by_label]
+    tasks, seen = [], 0
+    for t, phase in enumerate(phases):
+        seen = max(seen, int(label_of[list(phase.classes)].max()) + 1)
+        cut = int(((y_test >= 0) & (y_test < seen)).sum())
+        if cut == 0:
+            raise sources.DatasetError(f"{name}: phase {t} has no test samples of its classes.")
+        tasks.append(Task(tuple(int(label_of[c]) for c in phase.classes),
+                          data.x_train[phase.train_indices],
+                          label_of[data.y_train[phase.train_indices]],
+                          x_test[:cut], y_test[:cut]))
+    details = {"weight_dist": weight_dist, "gcil_seed": gcil_seed, "label_order": order,
+               "phases": [{"classes": list(p.classes), "labels": list(t.classes),
+                           "counts": list(p.counts)} for p, t in zip(phases, tasks)]}
+    return _with_spec("seq-cifar100", name, tuple(tasks), task_il=False, details=details)
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -170,8 +296,9 @@ def train_stream(task: Task, batch_size: int, seed: int) -> tf.data.Dataset:
     """Shuffled, full, raw training batches of ``task`` (the last partial batch is dropped).
 
     The order is reshuffled every epoch, deterministically for a given ``seed``. Batches
-    stay raw: CLSER augments in-graph (``augment_current_batch``) so that its buffer
-    stores the raw samples, as the reference does.
+    carry the task's transform (domain-IL) but no augmentation: CLSER augments in-graph
+    (``augment_current_batch``) so that its buffer stores the un-augmented samples, as
+    the reference does.
     """
     _check_batch_size(batch_size)
     num_samples = len(task.y_train)
@@ -180,10 +307,55 @@ def train_stream(task: Task, batch_size: int, seed: int) -> tf.data.Dataset:
                          f"task {task.classes}: every batch would be dropped.")
     ds = _slices(task.x_train, task.y_train)
     ds = ds.shuffle(num_samples, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return _transformed(ds.batch(batch_size, drop_remainder=True), task.transform)
 
 
 def test_stream(task: Task, batch_size: int) -> tf.data.Dataset:
-    """The test samples of ``task`` in order, batched (last batch may be smaller)."""
+    """The test samples of ``task`` in order, batched (last batch may be smaller).
+
+    The task's transform (domain-IL) is applied as in :func:`train_stream`.
+    """
     _check_batch_size(batch_size)
-    return _slices(task.x_test, task.y_test).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _transformed(_slices(task.x_test, task.y_test).batch(batch_size), task.transform)
+
+
+def _transformed(batches: tf.data.Dataset, transform: TaskTransform | None) -> tf.data.Dataset:
+    if transform is not None:
+        batches = batches.map(lambda x, y: (transform(x), y))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def general_stream(benchmark: Benchmark, batch_size: int,
+                   seed: int) -> tuple[tf.data.Dataset, mnist360.Schedule]:
+    """The single training stream of mnist-360, rotated batch by batch, and its schedule.
+
+    Batches have at most ``batch_size`` samples (fewer where a digit pair's chunks run
+    out, as in the reference); ``seed`` orders the samples within each chunk.
+    """
+    _check_batch_size(batch_size)
+    schedule = mnist360.train_schedule([len(t.y_train) for t in benchmark.tasks], batch_size,
+                                       np.random.default_rng(seed))
+    x = np.empty((len(schedule.digits), *benchmark.input_shape), np.uint8)
+    for digit, task in enumerate(benchmark.tasks):
+        mask = schedule.digits == digit
+        x[mask] = task.x_train[schedule.indices[mask]]
+
+    def batched(values: np.ndarray) -> tf.RaggedTensor:
+        return tf.RaggedTensor.from_row_lengths(values, schedule.batch_sizes)
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        (batched(x), batched(schedule.digits.astype(np.int32)), batched(schedule.angles)))
+    return ds.map(lambda x, y, a: (rotate(x, a), y)).prefetch(tf.data.AUTOTUNE), schedule
+
+
+def held_out_slice(tasks: tuple[Task, ...], size: int, batch_size: int) -> tf.data.Dataset:
+    """``size`` test samples evenly spaced over the tasks' test sets, concatenated in order.
+
+    For mnist-360 the test sets are per digit and in rotation order, so the slice covers
+    every digit at angles spread over the whole circle. All samples if ``size`` is larger.
+    """
+    _check_batch_size(batch_size)
+    x = np.concatenate([task.x_test for task in tasks])
+    y = np.concatenate([task.y_test for task in tasks])
+    picked = np.unique(np.linspace(0, len(y) - 1, min(size, len(y))).round().astype(np.int64))
+    return _transformed(_slices(x[picked], y[picked]).batch(batch_size), None)

@@ -81,12 +81,12 @@ class ReservoirBuffer(keras.layers.Layer):
         last_survivor = tf.reduce_max(tf.where(survives, order, -1))
         source = tf.where(survives, order, last_survivor)
 
-        def write():
+        def write():  # assign, not scatter: mirrored variables take assign in replica context
             indices = tf.gather(slots, source)[:, None]
-            self.inputs.value.scatter_nd_update(
-                indices, tf.gather(tf.cast(inputs, self.storage_dtype), source))
-            self.labels.value.scatter_nd_update(
-                indices, tf.gather(tf.cast(labels, tf.int32), source))
+            self.inputs.assign(tf.tensor_scatter_nd_update(
+                self.inputs.value, indices, tf.gather(tf.cast(inputs, self.storage_dtype), source)))
+            self.labels.assign(tf.tensor_scatter_nd_update(
+                self.labels.value, indices, tf.gather(tf.cast(labels, tf.int32), source)))
             return tf.constant(True)
 
         tf.cond(last_survivor >= 0, write, lambda: tf.constant(False))

@@ -13,7 +13,9 @@ from typing import Any
 
 from absl import flags
 
-from clser_tf.benchmarks import BENCHMARKS
+from clser_tf.benchmarks import (BENCHMARKS, GCIL, GENERAL_CONTINUAL, SOURCE_BENCHMARKS,
+                                 SOURCES)
+from clser_tf.gcil import WEIGHT_DISTS
 
 MODEL_NAMES = ("working", "plastic", "stable")
 
@@ -22,7 +24,8 @@ flags.DEFINE_string("data_dir", None, "Where the benchmark's files are (see READ
                     "unset: the default location or tensorflow-datasets.")
 flags.DEFINE_integer("seed", 0, "Seed of the model's random draws and the data order.")
 flags.DEFINE_string("output_dir", None, "Results, TensorBoard logs, heat-map and export go "
-                    "here (default: runs/<benchmark>-buf<buffer_size>-seed<seed>).")
+                    "here (default: runs/<benchmark>[-<source>][-<weight_dist>]-buf<buffer_size>"
+                    "-seed<seed>).")
 flags.DEFINE_integer("buffer_size", 200, "Reservoir buffer capacity.")
 flags.DEFINE_float("lr", 0.03, "SGD learning rate (no momentum, no weight decay).")
 flags.DEFINE_integer("batch_size", 10, "Current-task batch size.")
@@ -47,6 +50,20 @@ flags.DEFINE_enum("backbone", None, ["mlp", "resnet18"],
                   "ResNet-18 otherwise).")
 flags.DEFINE_integer("resnet_base_filters", 64, "Filters of the ResNet-18's first stage.")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line.")
+flags.DEFINE_enum("source", None, list(SOURCES),
+                  f"Data of {', '.join(SOURCE_BENCHMARKS)}: mnist (default; IDX files in "
+                  "--data_dir or tensorflow-datasets) or fmnist (read as seq-fmnist reads it).")
+flags.DEFINE_enum("weight_dist", "uniform", list(WEIGHT_DISTS),
+                  "gcil-cifar100: class weights of the phase sampler (longtail: 0.984^class).")
+flags.DEFINE_integer("gcil_seed", 1993, "gcil-cifar100: seed of the phase sampler.")
+flags.DEFINE_integer("eval_every_steps", 100, "mnist-360: accuracy-curve period in steps "
+                     "(a multiple of --steps_per_execution).")
+flags.DEFINE_integer("curve_samples", 1000, "mnist-360: size of the fixed held-out test "
+                     "slice of the accuracy curve.")
+
+# Flags that only some benchmarks read; setting one for another benchmark is an error.
+_BENCHMARK_FLAGS = {"source": SOURCE_BENCHMARKS, "weight_dist": GCIL, "gcil_seed": GCIL,
+                    "eval_every_steps": GENERAL_CONTINUAL, "curve_samples": GENERAL_CONTINUAL}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +94,11 @@ class RunConfig:
     backbone: str | None
     resnet_base_filters: int
     verbose: int
+    source: str | None
+    weight_dist: str
+    gcil_seed: int
+    eval_every_steps: int
+    curve_samples: int
 
 
 def _require(ok: bool, flag: str, value: Any, allowed: str) -> None:
@@ -97,9 +119,13 @@ def _check_output_dir(path: str) -> None:
 
 def config_from_flags(values: flags.FlagValues) -> RunConfig:
     """Validates the parsed flags; raises ``ValueError`` with one line on the first bad one."""
+    for name, benchmarks in _BENCHMARK_FLAGS.items():
+        _require(not values[name].present or values.benchmark in benchmarks, name,
+                 values[name].value, f"only {', '.join(benchmarks)} read it, not "
+                 f"--benchmark={values.benchmark}")
     for name in ("buffer_size", "batch_size", "replay_batch_size", "epochs",
                  "eval_batch_size", "log_every_steps", "steps_per_execution",
-                 "resnet_base_filters"):
+                 "resnet_base_filters", "eval_every_steps", "curve_samples"):
         _require(values[name].value >= 1, name, values[name].value, "it must be >= 1")
     _require(values.lr > 0, "lr", values.lr, "it must be > 0")
     _require(values.reg_weight >= 0, "reg_weight", values.reg_weight, "it must be >= 0")
@@ -112,11 +138,22 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         _require(name in MODEL_NAMES, "eval_models", ",".join(values.eval_models),
                  f"each entry must be one of {', '.join(MODEL_NAMES)}")
     _require(len(values.eval_models) > 0, "eval_models", "", "name at least one model")
+    if values.benchmark in GENERAL_CONTINUAL:
+        _require(values.epochs == 1, "epochs", values.epochs,
+                 f"{values.benchmark} is one pass over its stream: it must be 1")
+        _require(values.eval_every_steps % values.steps_per_execution == 0, "eval_every_steps",
+                 values.eval_every_steps, "it must be a multiple of --steps_per_execution="
+                 f"{values.steps_per_execution}")
     if values.data_dir is not None:
         _require(os.path.isdir(values.data_dir), "data_dir", values.data_dir,
                  "it must be an existing directory")
+    run_name = values.benchmark
+    if values.source is not None:
+        run_name += f"-{values.source}"
+    if values.benchmark in GCIL:
+        run_name += f"-{values.weight_dist}"
     output_dir = values.output_dir or os.path.join(
-        "runs", f"{values.benchmark}-buf{values.buffer_size}-seed{values.seed}")
+        "runs", f"{run_name}-buf{values.buffer_size}-seed{values.seed}")
     _check_output_dir(output_dir)
     export_dir = (os.path.join(output_dir, "export") if values.export_dir is None
                   else values.export_dir or None)
@@ -135,4 +172,6 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         tensorboard=values.tensorboard, log_every_steps=values.log_every_steps,
         steps_per_execution=values.steps_per_execution, fused_forward=values.fused_forward,
         backbone=values.backbone, resnet_base_filters=values.resnet_base_filters,
-        verbose=values.verbose)
+        verbose=values.verbose, source=values.source, weight_dist=values.weight_dist,
+        gcil_seed=values.gcil_seed, eval_every_steps=values.eval_every_steps,
+        curve_samples=values.curve_samples)

@@ -45,6 +45,56 @@ def _check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+class _ReplicaSlices:
+    """Where this replica's slice sits in the global batch (one device: the whole batch).
+
+    ``tf.distribute`` splits a global batch into contiguous per-replica slices in replica
+    order; ``gather`` rebuilds the global batch on every replica, as a sum all-reduce of
+    zero-padded slices (collectives take no uint8, and all-reduce is what Keras's
+    optimizer and synchronised BatchNorm use too).
+    """
+
+    def __init__(self, local_size: tf.Tensor):
+        self._context = tf.distribute.get_replica_context()
+        self.count = self._context.num_replicas_in_sync
+        self._local_size = local_size
+        if self.count == 1:
+            self._start, self.global_size = 0, local_size
+            return
+        self._index = tf.cast(self._context.replica_id_in_sync_group, tf.int32)
+        sizes = tf.cast(self._context.all_reduce(
+            tf.distribute.ReduceOp.SUM,
+            tf.one_hot(self._index, self.count) * tf.cast(local_size, tf.float32)), tf.int32)
+        self._start = tf.reduce_sum(sizes[:self._index])
+        self.global_size = tf.reduce_sum(sizes)
+
+    def gather(self, tensor: tf.Tensor) -> tf.Tensor:
+        """The concatenation over replicas of ``tensor`` (axis 0).
+
+        Exact for images and labels: the sum is carried in float32 (float64 for 64-bit
+        types), which holds every uint8 pixel and every label below 2**24 exactly.
+        """
+        if self.count == 1:
+            return tensor
+        wide = tf.float64 if tensor.dtype in (tf.float64, tf.int64) else tf.float32
+        after = self.global_size - self._start - self._local_size
+        padded = tf.pad(tf.cast(tensor, wide),
+                        [[self._start, after]] + [[0, 0]] * (tensor.shape.rank - 1))
+        return tf.cast(self._context.all_reduce(tf.distribute.ReduceOp.SUM, padded),
+                       tensor.dtype)
+
+    def own_rows(self, tensor: tf.Tensor) -> tf.Tensor:
+        """This replica's rows of a tensor whose first rows are the global batch."""
+        return tensor[self._start:self._start + self._local_size]
+
+    def share_of(self, tensor: tf.Tensor) -> tf.Tensor:
+        """This replica's contiguous share of a globally drawn tensor (sizes differ by <= 1)."""
+        if self.count == 1:
+            return tensor
+        total = tf.shape(tensor)[0]
+        return tensor[self._index * total // self.count:(self._index + 1) * total // self.count]
+
+
 @keras.saving.register_keras_serializable(package="clser_tf")
 class CLSER(keras.Model):
     """CLS-ER (Arani et al., ICLR 2022) as a Keras model trained with ``fit``.
@@ -197,46 +247,54 @@ class CLSER(keras.Model):
         x = tf.cast(x, self.buffer.storage_dtype)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
         step = tf.convert_to_tensor(self.global_step)  # one read: the steps done so far
+        # Under a strategy each replica holds a slice of the global batch; the buffer, the
+        # draws and the EMA updates work on the global batch, identically on every replica.
+        replica = _ReplicaSlices(tf.shape(y)[0])
+        if self.replay_batch_size < replica.count:
+            raise ValueError(f"replay_batch_size={self.replay_batch_size} is invalid with "
+                             f"{replica.count} replicas: it must be >= the number of replicas.")
+        x_global, y_global = replica.gather(x), replica.gather(y)
 
-        # 1. Replay batch without replacement, augmented afresh on every draw.
+        # 1. Replay batch without replacement (one global draw), augmented afresh.
         x_m, y_m = self.buffer.sample(self.replay_batch_size,
                                       stream_seed(self.seed, REPLAY_STREAM, step))
         augment_seed = stream_seed(self.seed, AUGMENT_STREAM, step)
         if self.augment_current_batch:
-            x_all = self._augment(tf.concat([x, x_m], 0), augment_seed)
-            x_m = x_all[tf.shape(y)[0]:]
+            x_aug = self._augment(tf.concat([x_global, x_m], 0), augment_seed)
+            x, x_m = replica.own_rows(x_aug), x_aug[replica.global_size:]
         else:
             x_m = self._augment(x_m, augment_seed)
-            x_all = tf.concat([x, x_m], 0)
-        num_replay = tf.shape(y_m)[0]
+        num_replay = tf.shape(y_m)[0]  # global
+        x_m, y_m = replica.share_of(x_m), replica.share_of(y_m)
+        num_local_replay = tf.shape(y_m)[0]
 
         # 2. Teacher logits, per sample from the EMA model more confident in the label.
-        teacher, stable_chosen = tf.cond(
-            num_replay > 0, lambda: self._teacher_logits(x_m, y_m),
-            lambda: (tf.zeros([0, self.num_classes]), tf.zeros([0], tf.bool)))
+        has_replay = num_local_replay > 0  # false on every replica at once (buffer empty)
+        teacher, stable_chosen = self._teacher_logits(x_m, y_m, x, has_replay)
 
-        # 3. L = CE(merged batch) + λ · MSE(replay logits, teacher logits).
-        y_all = tf.concat([y, y_m], 0)
+        # 3. L = CE(merged batch) + λ · MSE(replay logits, teacher logits), as global means.
+        x_all, y_all = tf.concat([x, x_m], 0), tf.concat([y, y_m], 0)
         variables = self.working_model.trainable_variables
         with tf.GradientTape() as tape:
             logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
-            replay_logits = (logits[tf.shape(y)[0]:] if self.fused_forward
-                             else self._separate_replay_forward(x_m, num_replay))
-            ce_loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits))
+            replay_logits = (logits[tf.shape(y)[0]:] if self.fused_forward else
+                             self._forward_rows(self.working_model, x_m, x, has_replay))
+            ce_loss = tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits)) / tf.cast(
+                replica.global_size + num_replay, tf.float32)
             consistency_loss = tf.reduce_sum(tf.square(replay_logits - teacher)) / tf.cast(
                 tf.maximum(num_replay * self.num_classes, 1), tf.float32)
             loss = ce_loss + self.reg_weight * consistency_loss
             if self.working_model.losses:
-                loss += tf.add_n(self.working_model.losses)
+                loss += tf.add_n(self.working_model.losses) / replica.count
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
 
-        # 4. One optimizer step on the working model.
+        # 4. One optimizer step on the working model (gradients summed over replicas).
         self.optimizer.apply(gradients, variables)
 
-        # 5. Reservoir insertion of the current batch's raw samples.
-        self.buffer.add(x, y, stream_seed(self.seed, RESERVOIR_STREAM, step))
+        # 5. Reservoir insertion of the global batch's raw samples.
+        self.buffer.add(x_global, y_global, stream_seed(self.seed, RESERVOIR_STREAM, step))
 
         # 6. global_step += 1, then the plastic and the stable EMA updates, each with prob. r.
         self.global_step.assign_add(1)
@@ -246,9 +304,10 @@ class CLSER(keras.Model):
         self._maybe_ema_update(self.stable_model, self.stable_alpha, self.stable_update_freq,
                                stream_seed(self.seed, STABLE_STREAM, step), new_step)
 
+        # Metrics sum over replicas: each replica logs count x its share of the global loss.
         for name, value in (("loss", loss), ("ce_loss", ce_loss),
                             ("consistency_loss", consistency_loss)):
-            self._trackers[name].update_state(value)
+            self._trackers[name].update_state(value * replica.count)
         self._trackers["stable_teacher_fraction"].update_state(tf.cast(stable_chosen, tf.float32))
         self._accuracy.update_state(y_all, logits)
         return {m.name: m.result() for m in self.metrics}
@@ -260,20 +319,31 @@ class CLSER(keras.Model):
             return self.replay_augment(x_m, seed=seed)
         return self.replay_augment(x_m)
 
-    def _teacher_logits(self, x_m: tf.Tensor, y_m: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _teacher_logits(self, x_m: tf.Tensor, y_m: tf.Tensor, fallback: tf.Tensor,
+                        has_replay: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """SPEC step 2 (and 7: teachers run in training mode, no gradient)."""
-        z_s = tf.stop_gradient(tf.cast(self.stable_model(x_m, training=True), tf.float32))
-        z_p = tf.stop_gradient(tf.cast(self.plastic_model(x_m, training=True), tf.float32))
+        z_s = tf.stop_gradient(self._forward_rows(self.stable_model, x_m, fallback, has_replay))
+        z_p = tf.stop_gradient(self._forward_rows(self.plastic_model, x_m, fallback, has_replay))
         label_prob = lambda z: tf.gather(tf.nn.softmax(z), y_m, axis=1, batch_dims=1)
         stable_chosen = label_prob(z_s) > label_prob(z_p)  # ties go to plastic
         return tf.where(stable_chosen[:, None], z_s, z_p), stable_chosen
 
-    def _separate_replay_forward(self, x_m: tf.Tensor, num_replay: tf.Tensor) -> tf.Tensor:
-        """The reference's second working-model forward, over the replay batch alone."""
-        return tf.cond(
-            num_replay > 0,
-            lambda: tf.cast(self.working_model(x_m, training=True), tf.float32),
-            lambda: tf.zeros([0, self.num_classes]))
+    def _forward_rows(self, model: keras.Model, rows: tf.Tensor, fallback: tf.Tensor,
+                      has_rows: tf.Tensor) -> tf.Tensor:
+        """``model(rows, training=True)`` in float32, for a batch that may be empty.
+
+        An empty batch has NaN batch statistics, and a ``tf.cond`` cannot hold the
+        collective of a synchronised BatchNorm. So an empty ``rows`` runs on ``fallback``
+        instead and the batch state that pass changed (moving statistics) is put back.
+        """
+        state = [ema_var for ema_var, var in zip(model.weights, self.working_model.weights)
+                 if not var.trainable]
+        saved = [tf.identity(v.value) for v in state]
+        inputs = tf.concat([rows, fallback[:tf.where(has_rows, 0, tf.shape(fallback)[0])]], 0)
+        logits = tf.cast(model(inputs, training=True), tf.float32)[:tf.shape(rows)[0]]
+        for variable, value in zip(state, saved):
+            variable.assign(tf.where(has_rows, variable.value, value))
+        return logits
 
     def _maybe_ema_update(self, ema_model: keras.Model, alpha_max: float, freq: float,
                           seed: tf.Tensor, step: tf.Tensor) -> None:

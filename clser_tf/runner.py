@@ -1,24 +1,32 @@
-"""One experiment: benchmark -> data streams -> ``fit`` per task -> evaluation -> results.
+"""One experiment: benchmark -> data streams -> ``fit`` -> evaluation -> results.
 
-Follows SPEC's evaluation protocol: a random-initialised evaluation of every task (for
-forward transfer), an evaluation of task t just before training it, and after every task
-an evaluation of every model on every task seen so far.
+Task sequences (class-IL, domain-IL, GCIL) get one ``fit`` per task and SPEC's evaluation
+protocol: a random-initialised evaluation of every task (for forward transfer), an
+evaluation of task t just before training it, and after every task an evaluation of every
+model on every task seen so far. The general-continual stream (mnist-360) gets one ``fit``
+over the whole stream with an accuracy curve along it, then a final evaluation of every
+model on every digit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
-from clser_tf.benchmarks import Benchmark, load_benchmark, test_stream, train_stream
+from clser_tf.benchmarks import (Benchmark, general_stream, held_out_slice, load_benchmark,
+                                 test_stream, train_stream)
 from clser_tf.config import RunConfig
+from clser_tf.curve import AccuracyCurve
 from clser_tf.evaluation import Evaluator, summarize
 from clser_tf.heatmap import accuracy_heatmap, heatmap_png
 from clser_tf.model import CLSER
@@ -76,17 +84,33 @@ def _final_table(models: dict) -> str:
     return "\n".join(rows)
 
 
+@dataclasses.dataclass
+class _Session:
+    """What one run's training paths share: settings, data, model, outputs."""
+
+    config: RunConfig
+    benchmark: Benchmark
+    model: CLSER
+    eval_models: dict[str, keras.Model]
+    callbacks: list[keras.callbacks.Callback]
+    eval_writer: tf.summary.SummaryWriter | None
+    results: dict[str, Any]
+    results_path: str
+
+    def save(self) -> None:
+        _write_json(self.results_path, self.results)
+
+
 def run(config: RunConfig) -> dict[str, Any]:
     """Runs the experiment and returns what it writes to ``<output_dir>/results.json``."""
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    benchmark = load_benchmark(config.benchmark, config.data_dir)
+    benchmark = load_benchmark(config.benchmark, config.data_dir, source=config.source,
+                               seed=config.seed, weight_dist=config.weight_dist,
+                               gcil_seed=config.gcil_seed)
     model = build_model(benchmark, config)
     os.makedirs(config.output_dir, exist_ok=True)
 
-    tasks = benchmark.tasks
-    task_classes = [list(task.classes) for task in tasks]
-    test_sets = [test_stream(task, config.eval_batch_size) for task in tasks]
     eval_models = {name: getattr(model, f"{name}_model") for name in config.eval_models}
     callbacks, eval_writer = [], None
     if config.tensorboard:
@@ -94,33 +118,68 @@ def run(config: RunConfig) -> dict[str, Any]:
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(tb_dir, "train"), update_freq=config.log_every_steps))
         eval_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "eval"))
-
-    evaluate = Evaluator(eval_models, task_il=True)
-    random_init = evaluate(test_sets, task_classes)
-    settings = list(next(iter(random_init.values())).keys())
     results: dict[str, Any] = {
         "config": {k: v for k, v in vars(config).items()},
-        "benchmark": {"name": benchmark.name, "num_tasks": len(tasks),
-                      "task_classes": task_classes},
-        "models": {name: {"random_init": random_init[name],
-                          "before_task": {s: [None] for s in settings},
-                          "matrix": {s: [] for s in settings}}
-                   for name in eval_models},
-        "timings": {"train_s": [], "eval_s": []},
+        "benchmark": {"name": benchmark.name, "setting": benchmark.setting,
+                      **benchmark.details},
     }
-    results_path = os.path.join(config.output_dir, "results.json")
+    session = _Session(config, benchmark, model, eval_models, callbacks, eval_writer, results,
+                       os.path.join(config.output_dir, "results.json"))
+    if benchmark.setting == "general-continual":
+        _train_stream(session)
+    else:
+        _train_tasks(session)
+    if eval_writer is not None:
+        eval_writer.flush()
+    if config.export_dir:
+        model.export_stable(config.export_dir)
+    results["timings"]["total_s"] = time.perf_counter() - start
+    session.save()
+    print(f"results: {session.results_path}" + (f"  export: {config.export_dir}"
+                                                if config.export_dir else ""), flush=True)
+    return results
+
+
+def _task_evaluator(session: _Session) -> Callable:
+    """The evaluator of a task sequence, reporting domain-IL accuracy as ``domain_il``."""
+    evaluate = Evaluator(session.eval_models, task_il=session.benchmark.task_il)
+    if session.benchmark.setting != "domain-il":
+        return evaluate
+    return lambda test_sets, classes: {
+        name: {"domain_il": accs["class_il"]}
+        for name, accs in evaluate(test_sets, classes).items()}
+
+
+def _train_tasks(session: _Session) -> None:
+    """One ``fit`` per task, evaluated per SPEC's protocol (class-IL, domain-IL, GCIL)."""
+    config, benchmark, model, results = (session.config, session.benchmark, session.model,
+                                         session.results)
+    eval_models, eval_writer = session.eval_models, session.eval_writer
+    tasks = benchmark.tasks
+    task_classes = [list(task.classes) for task in tasks]
+    classes = task_classes if benchmark.task_il else None
+    test_sets = [test_stream(task, config.eval_batch_size) for task in tasks]
+    evaluate = _task_evaluator(session)
+    random_init = evaluate(test_sets, classes)
+    settings = list(next(iter(random_init.values())).keys())
+    results["benchmark"].update(num_tasks=len(tasks), task_classes=task_classes)
+    results["models"] = {name: {"random_init": random_init[name],
+                                "before_task": {s: [None] for s in settings},
+                                "matrix": {s: [] for s in settings}}
+                         for name in eval_models}
+    results["timings"] = {"train_s": [], "eval_s": []}
     for t, task in enumerate(tasks):
         if t > 0:  # accuracy on task t just before training it, for forward transfer
-            before = evaluate(test_sets[t:t + 1], task_classes[t:t + 1])
+            before = evaluate(test_sets[t:t + 1], classes and classes[t:t + 1])
             for name in eval_models:
                 for s in settings:
                     results["models"][name]["before_task"][s].append(before[name][s][0])
         tick = time.perf_counter()
         model.fit(train_stream(task, config.batch_size, seed=config.seed * 1000 + t),
-                  epochs=config.epochs, verbose=config.verbose, callbacks=callbacks,
+                  epochs=config.epochs, verbose=config.verbose, callbacks=session.callbacks,
                   shuffle=False)  # the stream shuffles with the run's seed
         trained = time.perf_counter()
-        accs = evaluate(test_sets[:t + 1], task_classes[:t + 1])
+        accs = evaluate(test_sets[:t + 1], classes and classes[:t + 1])
         results["timings"]["train_s"].append(trained - tick)
         results["timings"]["eval_s"].append(time.perf_counter() - trained)
         for name in eval_models:
@@ -134,7 +193,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                             tf.summary.scalar(f"{name}/{s}/task_{j + 1}", acc)
                         tf.summary.scalar(f"{name}/{s}/mean", sum(accs[name][s]) / (t + 1))
         print(_summary_line(t, len(tasks), accs, time.perf_counter() - tick), flush=True)
-        _write_json(results_path, results)
+        session.save()
 
     for name, result in results["models"].items():
         result["summary"] = {
@@ -151,12 +210,50 @@ def run(config: RunConfig) -> dict[str, Any]:
         with eval_writer.as_default(step=len(tasks)):
             tf.summary.image(f"{headline}/{settings[0]}_matrix",
                              accuracy_heatmap(matrix, title)[None])
-        eval_writer.flush()
-    if config.export_dir:
-        model.export_stable(config.export_dir)
-    results["timings"]["total_s"] = time.perf_counter() - start
-    _write_json(results_path, results)
     print(_final_table(results["models"]), flush=True)
-    print(f"results: {results_path}" + (f"  export: {config.export_dir}"
-                                        if config.export_dir else ""), flush=True)
-    return results
+
+
+def _train_stream(session: _Session) -> None:
+    """One ``fit`` over the whole general-continual stream, then every model on every digit.
+
+    No task boundary reaches the model. An :class:`AccuracyCurve` evaluates the models on
+    a fixed held-out slice every ``eval_every_steps`` steps.
+    """
+    config, benchmark, results = session.config, session.benchmark, session.results
+    stream, schedule = general_stream(benchmark, config.batch_size, seed=config.seed)
+    results["benchmark"]["stream"] = {
+        "batch_size": config.batch_size, "num_samples": int(len(schedule.digits)),
+        "num_steps": int(len(schedule.batch_sizes))}
+    evaluate = Evaluator(session.eval_models, task_il=False)
+    curve_set = held_out_slice(benchmark.tasks, config.curve_samples, config.eval_batch_size)
+    curve = AccuracyCurve(
+        lambda: {name: accs["class_il"][0] for name, accs in evaluate([curve_set], None).items()},
+        config.eval_every_steps, session.eval_writer)
+    tick = time.perf_counter()
+    session.model.fit(stream, epochs=1, verbose=config.verbose,
+                      callbacks=[*session.callbacks, curve], shuffle=False)
+    trained = time.perf_counter()
+    per_digit = evaluate([test_stream(task, config.eval_batch_size)
+                          for task in benchmark.tasks], None)
+    counts = np.array([len(task.y_test) for task in benchmark.tasks])
+    results["curve"] = {"samples": min(config.curve_samples, int(counts.sum())),
+                        "steps": curve.steps}
+    results["models"] = {
+        name: {"accuracy": float(np.dot(accs["class_il"], counts) / counts.sum()),
+               "per_digit": accs["class_il"], "curve": curve.accuracy[name]}
+        for name, accs in per_digit.items()}
+    results["timings"] = {"train_s": trained - tick - curve.seconds,
+                          "curve_eval_s": curve.seconds,
+                          "eval_s": time.perf_counter() - trained}
+    headline = HEADLINE_MODEL if HEADLINE_MODEL in session.eval_models else next(
+        iter(session.eval_models))
+    results["headline"] = {"model": headline,
+                           "accuracy": results["models"][headline]["accuracy"]}
+    if session.eval_writer is not None:
+        with session.eval_writer.as_default(step=curve.steps[-1]):
+            for name, result in results["models"].items():
+                tf.summary.scalar(f"{name}/accuracy", result["accuracy"])
+    print(f"{'model':<8} {'accuracy':>8}  per digit", flush=True)
+    for name, result in results["models"].items():
+        digits = " ".join(f"{acc:5.1f}" for acc in result["per_digit"])
+        print(f"{name:<8} {result['accuracy']:8.2f}  {digits}", flush=True)

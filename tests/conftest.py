@@ -5,3 +5,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tensorflow as tf  # noqa: E402  (after the log level is set)
+
+# Two logical CPU devices for the MirroredStrategy tests. This must happen before any
+# TensorFlow op runs; single-device tests are unaffected (they run on the first one).
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
