@@ -207,6 +207,17 @@ class CLSER(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds the optimizer; CLSER creates every other state in ``__init__``.
+
+        Keras 3.15's own version first reduces a distributed input batch, which fails under
+        MultiWorkerMirroredStrategy (keras-team/keras#20585); nothing here needs the batch.
+        """
+        with self.distribute_strategy.scope():
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+            self._post_build()
+
     @property
     def metrics(self):
         return [*self._trackers.values(), self._accuracy]
@@ -310,7 +321,14 @@ class CLSER(keras.Model):
             self._trackers[name].update_state(value * replica.count)
         self._trackers["stable_teacher_fraction"].update_state(tf.cast(stable_chosen, tf.float32))
         self._accuracy.update_state(y_all, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs({m.name: m.result() for m in self.metrics})
+
+    def _logs(self, logs: dict) -> dict:
+        """Step logs; shape [1] under MultiWorkerMirroredStrategy, whose Keras 3.15 log
+        reduction is a mean along axis 0 that rejects scalars (keras-team/keras#20585)."""
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def _augment(self, x_m: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if self.replay_augment is None:
@@ -366,7 +384,8 @@ class CLSER(keras.Model):
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         self._trackers["loss"].update_state(loss, sample_weight=tf.shape(y)[0])
         self._accuracy.update_state(y, logits)
-        return {"loss": self._trackers["loss"].result(), "accuracy": self._accuracy.result()}
+        return self._logs({"loss": self._trackers["loss"].result(),
+                           "accuracy": self._accuracy.result()})
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
