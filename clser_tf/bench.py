@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
+from clser_tf.distribution import make_strategy
 from clser_tf.evaluation import Evaluator
 from clser_tf.model import CLSER
 
@@ -54,6 +55,7 @@ flags.DEFINE_boolean("fused_forward", True, "One working forward over the merged
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Keras dtype policy of the backbone.")
+flags.DEFINE_integer("replicas", 1, "Logical CPU devices under MirroredStrategy (1: none).")
 flags.DEFINE_integer("eval_images", 10000, "Images per evaluation timing (0: skip).")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 
@@ -62,7 +64,7 @@ FLAGS = flags.FLAGS
 
 def build(recipe: Recipe, fused_forward: bool, jit_compile: bool,
           steps_per_execution: int) -> CLSER:
-    """A compiled CLSER for ``recipe`` (reference hyperparameters; they don't affect speed)."""
+    """A compiled CLSER for ``recipe`` in the current strategy's scope."""
     if len(recipe.input_shape) == 2:
         backbone = backbones.mlp(recipe.input_shape, recipe.num_classes)
     else:
@@ -93,11 +95,14 @@ def peak_rss_mib() -> float:
 
 def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
             steps_per_execution: int, fused_forward: bool, jit_compile: bool,
-            mixed_precision: str, eval_images: int) -> dict:
+            mixed_precision: str, eval_images: int,
+            strategy: tf.distribute.Strategy | None = None) -> dict:
     """Runs the benchmark and returns its figures."""
     recipe = RECIPES[recipe_name]
+    strategy = strategy or tf.distribute.get_strategy()
     keras.mixed_precision.set_global_policy(mixed_precision)
-    model = build(recipe, fused_forward, jit_compile, steps_per_execution)
+    with strategy.scope():
+        model = build(recipe, fused_forward, jit_compile, steps_per_execution)
     train = synthetic(recipe, steps, recipe.batch_size, seed=1)
     model.fit(synthetic(recipe, warmup_steps, recipe.batch_size, seed=0), verbose=0)
     model.fit(train, verbose=0)  # fills the cache; traces once more for the full length
@@ -111,7 +116,7 @@ def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
         "recipe": recipe_name, **dataclasses.asdict(recipe), "steps": steps,
         "repeats": repeats, "steps_per_execution": steps_per_execution,
         "fused_forward": fused_forward, "jit_compile": jit_compile,
-        "mixed_precision": mixed_precision,
+        "mixed_precision": mixed_precision, "replicas": strategy.num_replicas_in_sync,
         "ms_per_step": 1000.0 * step_s, "steps_per_s": 1.0 / step_s,
         "samples_per_s": recipe.batch_size / step_s,
         "ms_per_step_all_repeats": [1000.0 * s / steps for s in seconds],
@@ -138,14 +143,23 @@ def main(argv: list[str]) -> None:
                      "it must be >= 1.")
     if FLAGS.warmup_steps < 0 or FLAGS.eval_images < 0:
         sys.exit("clser_tf.bench: error: --warmup_steps and --eval_images must be >= 0.")
+    if FLAGS.replicas < 1:
+        sys.exit(f"clser_tf.bench: error: --replicas={FLAGS.replicas} is invalid: it must be >= 1.")
+    strategy = None
+    if FLAGS.replicas > 1:
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0],
+            [tf.config.LogicalDeviceConfiguration()] * FLAGS.replicas)
+        strategy = make_strategy("mirrored")
     result = measure(FLAGS.recipe, FLAGS.steps, FLAGS.repeats, FLAGS.warmup_steps,
                      FLAGS.steps_per_execution, FLAGS.fused_forward, FLAGS.jit_compile,
-                     FLAGS.mixed_precision, FLAGS.eval_images)
-    print(f"{'recipe':<9} {'precision':<15} {'fused':<6} {'xla':<6} {'spe':>4} "
+                     FLAGS.mixed_precision, FLAGS.eval_images, strategy)
+    print(f"{'recipe':<9} {'precision':<15} {'fused':<6} {'xla':<6} {'spe':>4} {'repl':>4} "
           f"{'ms/step':>8} {'steps/s':>8} {'samples/s':>10} {'eval img/s':>11} {'peak MiB':>9}")
     print(f"{result['recipe']:<9} {result['mixed_precision']:<15} "
           f"{str(result['fused_forward']):<6} {str(result['jit_compile']):<6} "
-          f"{result['steps_per_execution']:>4} {result['ms_per_step']:8.2f} "
+          f"{result['steps_per_execution']:>4} {result['replicas']:>4} "
+          f"{result['ms_per_step']:8.2f} "
           f"{result['steps_per_s']:8.1f} {result['samples_per_s']:10.0f} "
           f"{result.get('eval_images_per_s', float('nan')):11.0f} "
           f"{result['peak_rss_mib']:9.0f}")
