@@ -197,8 +197,7 @@ def load_benchmark(name: str, data_dir: str | None = None, *, source: str | None
         if not len(task.y_train):
             raise sources.DatasetError(f"{name}: task {k} (classes {task.classes}) has no "
                                        f"training samples in the loaded data.")
-    return Benchmark(name, spec.input_shape, spec.num_classes, tasks, spec.backbone,
-                     spec.augment, spec.mean, spec.std)
+    return _with_spec(name, name, tasks)
 
 
 def _load_checked(spec_name: str, data_dir: str | None) -> sources.ArrayDataset:
@@ -313,15 +312,20 @@ def train_stream(task: Task, batch_size: int, seed: int) -> tf.data.Dataset:
 def test_stream(task: Task, batch_size: int) -> tf.data.Dataset:
     """The test samples of ``task`` in order, batched (last batch may be smaller).
 
-    The task's transform (domain-IL) is applied as in :func:`train_stream`.
+    The task's transform (domain-IL) is applied as in :func:`train_stream`, on the first
+    pass only: the transformed batches are cached in memory for later evaluations.
     """
     _check_batch_size(batch_size)
-    return _transformed(_slices(task.x_test, task.y_test).batch(batch_size), task.transform)
+    return _transformed(_slices(task.x_test, task.y_test).batch(batch_size), task.transform,
+                        cache=True)
 
 
-def _transformed(batches: tf.data.Dataset, transform: TaskTransform | None) -> tf.data.Dataset:
+def _transformed(batches: tf.data.Dataset, transform: TaskTransform | None,
+                 cache: bool = False) -> tf.data.Dataset:
     if transform is not None:
         batches = batches.map(lambda x, y: (transform(x), y))
+        if cache:
+            batches = batches.cache()
     return batches.prefetch(tf.data.AUTOTUNE)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -10,7 +13,10 @@ import tensorflow as tf
 class ReservoirBuffer(keras.layers.Layer):
     """A fixed-capacity reservoir of raw ``(input, label)`` pairs (Vitter's Algorithm R).
 
-    Inputs are stored in ``storage_dtype`` (uint8 images stay uint8). All state (inputs,
+    Inputs keep their ``storage_dtype`` and its size (a uint8 image costs one byte per
+    pixel). Types narrower than 32 bits are held packed in int32 words, since
+    MultiWorkerMirroredStrategy broadcasts initial values with collectives that take no
+    8/16-bit types; ``stored_inputs()`` gives them back as stored. All state (inputs,
     labels, number of samples seen) lives in non-trainable variables, so it is saved
     with the model and restored by ``keras.models.load_model``. Every random draw takes
     an explicit stateless ``seed`` of shape ``[2]``.
@@ -24,8 +30,14 @@ class ReservoirBuffer(keras.layers.Layer):
         self.capacity = capacity
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self.storage_dtype = keras.backend.standardize_dtype(storage_dtype)
+        itemsize = np.dtype(tf.as_dtype(self.storage_dtype).as_numpy_dtype).itemsize
+        self._per_word = 4 // itemsize if itemsize < 4 else 0  # 0: stored as is
+        sample_size = math.prod(self.sample_shape)
+        stored_shape = ((-(-sample_size // self._per_word),) if self._per_word
+                        else self.sample_shape)
         self.inputs = self.add_weight(
-            shape=(capacity, *self.sample_shape), dtype=self.storage_dtype,
+            shape=(capacity, *stored_shape),
+            dtype="int32" if self._per_word else self.storage_dtype,
             initializer="zeros", trainable=False, name="inputs")
         self.labels = self.add_weight(
             shape=(capacity,), dtype="int32", initializer="zeros", trainable=False,
@@ -33,6 +45,27 @@ class ReservoirBuffer(keras.layers.Layer):
         self.num_seen = self.add_weight(
             shape=(), dtype="int64", initializer="zeros", trainable=False, name="num_seen")
         self.built = True
+
+    def _pack(self, inputs: tf.Tensor) -> tf.Tensor:
+        """``[B, *sample_shape]`` inputs as stored (int32 words for narrow types)."""
+        inputs = tf.cast(inputs, self.storage_dtype)
+        if not self._per_word:
+            return inputs
+        sample_size = math.prod(self.sample_shape)
+        flat = tf.reshape(inputs, [-1, sample_size])
+        flat = tf.pad(flat, [[0, 0], [0, self.inputs.shape[1] * self._per_word - sample_size]])
+        return tf.bitcast(tf.reshape(flat, [-1, self.inputs.shape[1], self._per_word]), tf.int32)
+
+    def _unpack(self, stored: tf.Tensor) -> tf.Tensor:
+        """Inverse of ``_pack``."""
+        if not self._per_word:
+            return stored
+        flat = tf.reshape(tf.bitcast(stored, self.storage_dtype), [tf.shape(stored)[0], -1])
+        return tf.reshape(flat[:, :math.prod(self.sample_shape)], [-1, *self.sample_shape])
+
+    def stored_inputs(self) -> tf.Tensor:
+        """Every slot's input, ``[capacity, *sample_shape]`` in ``storage_dtype``."""
+        return self._unpack(self.inputs.value)
 
     def num_filled(self) -> tf.Tensor:
         """Number of valid slots: ``min(num_seen, capacity)`` (int32 scalar)."""
@@ -49,7 +82,8 @@ class ReservoirBuffer(keras.layers.Layer):
     def sample(self, size: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Draws a replay batch ``(inputs, labels)`` without replacement."""
         indices = self.sample_indices(size, seed)
-        return tf.gather(self.inputs.value, indices), tf.gather(self.labels.value, indices)
+        return (self._unpack(tf.gather(self.inputs.value, indices)),
+                tf.gather(self.labels.value, indices))
 
     def reservoir_slots(self, batch_size: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """Algorithm R's slot for each incoming sample, or ``capacity`` for "discard".
@@ -84,7 +118,7 @@ class ReservoirBuffer(keras.layers.Layer):
         def write():  # assign, not scatter: mirrored variables take assign in replica context
             indices = tf.gather(slots, source)[:, None]
             self.inputs.assign(tf.tensor_scatter_nd_update(
-                self.inputs.value, indices, tf.gather(tf.cast(inputs, self.storage_dtype), source)))
+                self.inputs.value, indices, tf.gather(self._pack(inputs), source)))
             self.labels.assign(tf.tensor_scatter_nd_update(
                 self.labels.value, indices, tf.gather(tf.cast(labels, tf.int32), source)))
             return tf.constant(True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from absl import flags
 
+from clser_tf.distribution import STRATEGIES
 from clser_tf.benchmarks import (BENCHMARKS, GCIL, GENERAL_CONTINUAL, SOURCE_BENCHMARKS,
                                  SOURCES)
 from clser_tf.gcil import WEIGHT_DISTS
@@ -45,6 +46,10 @@ flags.DEFINE_integer("log_every_steps", 100, "TensorBoard logging period of the 
 flags.DEFINE_integer("steps_per_execution", 50, "Train steps per compiled call (speed only).")
 flags.DEFINE_boolean("fused_forward", True, "One working-model forward over the merged batch "
                      "(False: the reference's extra forward over the replay batch).")
+flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
+                  "tf.distribute strategy: default (one device), mirrored (every local GPU, "
+                  "else every logical CPU), multi_worker (cluster from TF_CONFIG; only the "
+                  "chief writes files).")
 flags.DEFINE_enum("backbone", None, ["mlp", "resnet18"],
                   "Override the benchmark's backbone (default: MLP for the MNIST family, "
                   "ResNet-18 otherwise).")
@@ -91,6 +96,7 @@ class RunConfig:
     log_every_steps: int
     steps_per_execution: int
     fused_forward: bool
+    strategy: str
     backbone: str | None
     resnet_base_filters: int
     verbose: int
@@ -171,7 +177,7 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         eval_batch_size=values.eval_batch_size, export_dir=export_dir,
         tensorboard=values.tensorboard, log_every_steps=values.log_every_steps,
         steps_per_execution=values.steps_per_execution, fused_forward=values.fused_forward,
-        backbone=values.backbone, resnet_base_filters=values.resnet_base_filters,
+        strategy=values.strategy, backbone=values.backbone, resnet_base_filters=values.resnet_base_filters,
         verbose=values.verbose, source=values.source, weight_dist=values.weight_dist,
         gcil_seed=values.gcil_seed, eval_every_steps=values.eval_every_steps,
         curve_samples=values.curve_samples)

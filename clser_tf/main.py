@@ -7,6 +7,7 @@ import sys
 from absl import app, flags, logging
 
 from clser_tf.config import config_from_flags
+from clser_tf.distribution import make_strategy
 from clser_tf.runner import run
 from clser_tf.sources import DatasetError
 
@@ -20,10 +21,11 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the results
     try:
         config = config_from_flags(FLAGS)
+        strategy = make_strategy(config.strategy)  # before any other TensorFlow work
     except ValueError as error:
         sys.exit(f"clser_tf: error: {error}")
     try:
-        run(config)
+        run(config, strategy)
     except DatasetError as error:
         sys.exit(f"clser_tf: error: {error}")
 

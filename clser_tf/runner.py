@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,10 +25,11 @@ import tensorflow as tf
 
 from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
-from clser_tf.benchmarks import (Benchmark, general_stream, held_out_slice, load_benchmark,
-                                 test_stream, train_stream)
+from clser_tf.benchmarks import (Benchmark, Task, general_stream, held_out_slice,
+                                 load_benchmark, test_stream, train_stream)
 from clser_tf.config import RunConfig
 from clser_tf.curve import AccuracyCurve
+from clser_tf.distribution import is_chief
 from clser_tf.evaluation import Evaluator, summarize
 from clser_tf.heatmap import accuracy_heatmap, heatmap_png
 from clser_tf.model import CLSER
@@ -101,14 +104,35 @@ class _Session:
         _write_json(self.results_path, self.results)
 
 
-def run(config: RunConfig) -> dict[str, Any]:
-    """Runs the experiment and returns what it writes to ``<output_dir>/results.json``."""
+def run(config: RunConfig,
+        strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+    """Runs the experiment and returns what it writes to ``<output_dir>/results.json``.
+
+    Under a multi-worker ``strategy`` every worker trains and evaluates, and only the
+    chief writes to ``output_dir``/``export_dir``: the others write into a private
+    temporary folder (a SavedModel export needs every worker) that is removed at the end.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if is_chief(strategy):
+        return _run(config, strategy)
+    private = tempfile.mkdtemp(prefix="clser_tf_worker_")
+    try:
+        return _run(dataclasses.replace(
+            config, output_dir=private, tensorboard=False,
+            export_dir=os.path.join(private, "export") if config.export_dir else None),
+            strategy)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _run(config: RunConfig, strategy: tf.distribute.Strategy) -> dict[str, Any]:
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     benchmark = load_benchmark(config.benchmark, config.data_dir, source=config.source,
                                seed=config.seed, weight_dist=config.weight_dist,
                                gcil_seed=config.gcil_seed)
-    model = build_model(benchmark, config)
+    with strategy.scope():
+        model = build_model(benchmark, config)
     os.makedirs(config.output_dir, exist_ok=True)
 
     eval_models = {name: getattr(model, f"{name}_model") for name in config.eval_models}
@@ -140,6 +164,15 @@ def run(config: RunConfig) -> dict[str, Any]:
     return results
 
 
+def _diverged(history: keras.callbacks.History, what: str) -> bool:
+    """Whether the training loss went non-finite; says so loudly (the reference is silent)."""
+    if np.isfinite(history.history["loss"]).all():
+        return False
+    print(f"warning: the training loss of {what} is not finite: the model diverged, and "
+          "every accuracy from here on is that of a diverged model.", flush=True)
+    return True
+
+
 def _task_evaluator(session: _Session) -> Callable:
     """The evaluator of a task sequence, reporting domain-IL accuracy as ``domain_il``."""
     evaluate = Evaluator(session.eval_models, task_il=session.benchmark.task_il)
@@ -152,15 +185,18 @@ def _task_evaluator(session: _Session) -> Callable:
 
 def _train_tasks(session: _Session) -> None:
     """One ``fit`` per task, evaluated per SPEC's protocol (class-IL, domain-IL, GCIL)."""
-    config, benchmark, model, results = (session.config, session.benchmark, session.model,
-                                         session.results)
+    config, benchmark, results = session.config, session.benchmark, session.results
     eval_models, eval_writer = session.eval_models, session.eval_writer
     tasks = benchmark.tasks
     task_classes = [list(task.classes) for task in tasks]
-    classes = task_classes if benchmark.task_il else None
+
+    def classes(first: int, last: int) -> list[list[int]] | None:
+        """The task classes of test sets first..last-1, for task-IL (None without it)."""
+        return task_classes[first:last] if benchmark.task_il else None
+
     test_sets = [test_stream(task, config.eval_batch_size) for task in tasks]
     evaluate = _task_evaluator(session)
-    random_init = evaluate(test_sets, classes)
+    random_init = evaluate(test_sets, classes(0, len(tasks)))
     settings = list(next(iter(random_init.values())).keys())
     results["benchmark"].update(num_tasks=len(tasks), task_classes=task_classes)
     results["models"] = {name: {"random_init": random_init[name],
@@ -168,18 +204,17 @@ def _train_tasks(session: _Session) -> None:
                                 "matrix": {s: [] for s in settings}}
                          for name in eval_models}
     results["timings"] = {"train_s": [], "eval_s": []}
+    results["diverged_at_task"] = None
     for t, task in enumerate(tasks):
         if t > 0:  # accuracy on task t just before training it, for forward transfer
-            before = evaluate(test_sets[t:t + 1], classes and classes[t:t + 1])
+            before = evaluate(test_sets[t:t + 1], classes(t, t + 1))
             for name in eval_models:
                 for s in settings:
                     results["models"][name]["before_task"][s].append(before[name][s][0])
         tick = time.perf_counter()
-        model.fit(train_stream(task, config.batch_size, seed=config.seed * 1000 + t),
-                  epochs=config.epochs, verbose=config.verbose, callbacks=session.callbacks,
-                  shuffle=False)  # the stream shuffles with the run's seed
+        _fit_task(session, t, task)
         trained = time.perf_counter()
-        accs = evaluate(test_sets[:t + 1], classes and classes[:t + 1])
+        accs = evaluate(test_sets[:t + 1], classes(0, t + 1))
         results["timings"]["train_s"].append(trained - tick)
         results["timings"]["eval_s"].append(time.perf_counter() - trained)
         for name in eval_models:
@@ -213,6 +248,23 @@ def _train_tasks(session: _Session) -> None:
     print(_final_table(results["models"]), flush=True)
 
 
+def _fit_task(session: _Session, t: int, task: Task) -> None:
+    """Trains task ``t``, noting a diverged loss; a task with fewer samples than one batch
+    (a GCIL phase can be that small) gets no step, as incomplete batches are dropped."""
+    config, results = session.config, session.results
+    if len(task.y_train) < config.batch_size:
+        print(f"task {t + 1}: {len(task.y_train)} training samples, fewer than one batch of "
+              f"{config.batch_size}: no training step (incomplete batches are dropped, as in "
+              "the reference).", flush=True)
+        return
+    history = session.model.fit(
+        train_stream(task, config.batch_size, seed=config.seed * 1000 + t),
+        epochs=config.epochs, verbose=config.verbose, callbacks=session.callbacks,
+        shuffle=False)  # the stream shuffles with the run's seed
+    if results["diverged_at_task"] is None and _diverged(history, f"task {t + 1}"):
+        results["diverged_at_task"] = t + 1
+
+
 def _train_stream(session: _Session) -> None:
     """One ``fit`` over the whole general-continual stream, then every model on every digit.
 
@@ -230,8 +282,9 @@ def _train_stream(session: _Session) -> None:
         lambda: {name: accs["class_il"][0] for name, accs in evaluate([curve_set], None).items()},
         config.eval_every_steps, session.eval_writer)
     tick = time.perf_counter()
-    session.model.fit(stream, epochs=1, verbose=config.verbose,
-                      callbacks=[*session.callbacks, curve], shuffle=False)
+    history = session.model.fit(stream, epochs=1, verbose=config.verbose,
+                                callbacks=[*session.callbacks, curve], shuffle=False)
+    results["diverged"] = _diverged(history, "the stream")
     trained = time.perf_counter()
     per_digit = evaluate([test_stream(task, config.eval_batch_size)
                           for task in benchmark.tasks], None)

@@ -2,11 +2,14 @@
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clser_tf import benchmarks, sources
+from clser_tf import backbones, benchmarks, image_transforms, mnist360, sources
+from clser_tf.image_transforms import rotate
+from clser_tf.model import CLSER
 from test_sources import random_dataset, write_cifar_dir, write_idx_dir
 
 # Imported as a module: `from clser_tf.benchmarks import test_stream` would make pytest
@@ -179,3 +182,109 @@ def test_test_stream_keeps_remainder_and_order():
     np.testing.assert_array_equal(x, task.x_test)
     np.testing.assert_array_equal(y, task.y_test)
     assert x.dtype == np.uint8 and y.dtype == np.int32
+
+
+# ----------------------------------------------------------------------------- domain-IL
+
+
+@pytest.mark.parametrize("name, kind", [("perm-mnist", "permutation"), ("rot-mnist", "rotation")])
+def test_domain_il_has_20_tasks_of_all_classes_sharing_the_data(tmp_path, name, kind):
+    data = random_dataset((28, 28), 40, 20, 10)
+    bench = benchmarks.load_benchmark(name, write_idx_dir(tmp_path, data), seed=3)
+    assert (bench.setting, bench.task_il, bench.num_classes, len(bench.tasks)) == (
+        "domain-il", False, 10, 20)
+    drawn = image_transforms.draw_task_transforms(kind, 20, 784, seed=3)
+    assert bench.details == {"source": "mnist",
+                             "task_transforms": [t.describe() for t in drawn]}
+    for task, transform in zip(bench.tasks, drawn):
+        assert task.classes == tuple(range(10)) and task.transform.describe() == transform.describe()
+        assert task.x_train is bench.tasks[0].x_train and task.x_test is bench.tasks[0].x_test
+        np.testing.assert_array_equal(task.x_train, data.x_train)
+
+
+def test_a_tasks_transform_is_applied_to_its_train_and_test_batches_alike(tmp_path):
+    data = random_dataset((28, 28), 40, 20, 10)
+    bench = benchmarks.load_benchmark("perm-mnist", write_idx_dir(tmp_path, data), seed=1)
+    task = bench.tasks[5]
+
+    def permuted(x):
+        return x.reshape(len(x), -1)[:, task.transform.permutation].reshape(x.shape)
+
+    x, y = flatten(epochs(benchmarks.train_stream(task, 8, seed=0), 1)[0])
+    permuted_train = {image.tobytes(): label for image, label in zip(permuted(data.x_train),
+                                                                      data.y_train)}
+    assert all(permuted_train[image.tobytes()] == label for image, label in zip(x, y))
+    x_test, y_test = flatten(epochs(benchmarks.test_stream(task, 7), 1)[0])
+    np.testing.assert_array_equal(x_test, permuted(data.x_test))
+    np.testing.assert_array_equal(y_test, data.y_test)
+
+
+def test_the_buffer_stores_the_transformed_samples(tmp_path):
+    data = random_dataset((28, 28), 64, 10, 10)
+    bench = benchmarks.load_benchmark("rot-mnist", write_idx_dir(tmp_path, data), seed=0)
+    task = bench.tasks[2]
+    model = CLSER(backbones.mlp(), buffer_size=16, replay_batch_size=8, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    model.fit(benchmarks.train_stream(task, 16, seed=0), epochs=1, verbose=0)
+    rotated = {image.tobytes() for image in task.transform(data.x_train).numpy()}
+    raw = {image.tobytes() for image in data.x_train}
+    stored = [image.tobytes() for image in model.buffer.stored_inputs().numpy()]
+    assert all(image in rotated and image not in raw for image in stored)
+
+
+def test_source_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="source='fmnist' is invalid for seq-mnist"):
+        benchmarks.load_benchmark("seq-mnist", str(tmp_path), source="fmnist")
+    with pytest.raises(ValueError, match="source='kmnist' is invalid"):
+        benchmarks.load_benchmark("rot-mnist", str(tmp_path), source="kmnist")
+
+
+def test_fmnist_source_reads_the_fashion_mnist_location(tmp_path, monkeypatch):
+    data = random_dataset((28, 28), 40, 20, 10)
+    monkeypatch.setattr(benchmarks, "DEFAULT_FMNIST_DIR", write_idx_dir(tmp_path, data))
+    monkeypatch.setattr(sources, "load_tfds", pytest.fail)
+    bench = benchmarks.load_benchmark("perm-mnist", source="fmnist")
+    np.testing.assert_array_equal(bench.tasks[0].x_train, data.x_train)
+    assert bench.details["source"] == "fmnist"
+
+
+# ----------------------------------------------------------------------------- mnist-360
+
+
+def _mnist360(tmp_path, per_class=40):
+    data = random_dataset((28, 28), 10 * per_class, 50, 10)
+    return data, benchmarks.load_benchmark("mnist-360", write_idx_dir(tmp_path, data))
+
+
+def test_mnist360_pools_digits_0_to_8_with_rotated_test_sets(tmp_path):
+    data, bench = _mnist360(tmp_path)
+    assert (bench.setting, bench.num_classes, len(bench.tasks)) == ("general-continual", 10, 9)
+    for digit, task in enumerate(bench.tasks):
+        raw_test = data.x_test[data.y_test == digit]
+        np.testing.assert_array_equal(task.x_train, data.x_train[data.y_train == digit])
+        np.testing.assert_array_equal(task.x_test, rotate(
+            raw_test, mnist360.evaluation_angles(len(raw_test))).numpy())
+        assert task.classes == (digit,) and (task.y_test == digit).all()
+
+
+def test_general_stream_follows_the_schedule_rotating_each_sample(tmp_path):
+    _, bench = _mnist360(tmp_path)
+    stream, schedule = benchmarks.general_stream(bench, 16, seed=1)
+    expected = mnist360.train_schedule([40] * 9, 16, np.random.default_rng(1))
+    np.testing.assert_array_equal(schedule.indices, expected.indices)
+    batches = epochs(stream, 1)[0]
+    assert [len(y) for _, y in batches] == schedule.batch_sizes.tolist()
+    x, y = flatten(batches)
+    raw = np.stack([bench.tasks[d].x_train[i] for d, i in zip(schedule.digits,
+                                                               schedule.indices)])
+    np.testing.assert_array_equal(x, rotate(raw, schedule.angles).numpy())
+    np.testing.assert_array_equal(y, schedule.digits)
+
+
+def test_held_out_slice_spreads_over_every_test_set(tmp_path):
+    _, bench = _mnist360(tmp_path)
+    x, y = flatten(epochs(benchmarks.held_out_slice(bench.tasks, 18, 5), 1)[0])
+    all_x = np.concatenate([t.x_test for t in bench.tasks])
+    picked = np.linspace(0, len(all_x) - 1, 18).round().astype(int)
+    np.testing.assert_array_equal(x, all_x[picked])
+    assert sorted(set(y.tolist())) == list(range(9))

@@ -93,7 +93,7 @@ def test_batch_insertion_equals_sequential_algorithm_r_with_colliding_slots():
                 store_x, store_y, seen, xs, ys, draws)
             collisions += len(slots) - len(set(slots))
             seen += size
-            np.testing.assert_array_equal(buffer.inputs.numpy(), store_x)
+            np.testing.assert_array_equal(buffer.stored_inputs().numpy(), store_x)
             np.testing.assert_array_equal(buffer.labels.numpy(), store_y)
             assert int(buffer.num_seen.numpy()) == seen
     assert collisions > 0  # the in-batch "later sample wins" case was exercised
@@ -129,3 +129,15 @@ def test_empty_buffer_samples_nothing():
     buffer = _filled_buffer(capacity=4, num_seen=0)
     inputs, labels = buffer.sample(3, _seed(0, 0))
     assert inputs.shape[0] == 0 and labels.shape[0] == 0
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "bfloat16", "float32"])
+def test_inputs_round_trip_in_their_dtype_at_their_size(dtype):
+    """Narrow types are packed into int32 words (odd sizes padded) and come back exact."""
+    buffer = ReservoirBuffer(3, (5, 3), dtype)
+    x = tf.cast(np.arange(45).reshape(3, 5, 3) % 120, dtype)
+    buffer.add(x, tf.constant([0, 1, 2]), tf.constant([0, 0], tf.int64))
+    assert buffer.stored_inputs().dtype == dtype
+    np.testing.assert_array_equal(buffer.stored_inputs().numpy(), x.numpy())
+    itemsize = tf.as_dtype(dtype).size
+    assert buffer.inputs.numpy().nbytes == 3 * 4 * -(-15 * itemsize // 4)

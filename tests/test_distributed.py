@@ -113,7 +113,7 @@ def test_mirrored_sync_batch_norm_cnn_matches_one_device_within_tolerance():
                    replay_augment=None)
     double = train(mirrored(), lambda: bn_cnn(True), (8, 8, 3), "uint8")
     assert max_weight_difference(single, double) < 1e-4
-    np.testing.assert_array_equal(double.buffer.inputs.numpy(), single.buffer.inputs.numpy())
+    np.testing.assert_array_equal(double.buffer.stored_inputs().numpy(), single.buffer.stored_inputs().numpy())
 
 
 def test_export_from_strategy_scope_serves_without_strategy(tmp_path):

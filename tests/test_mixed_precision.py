@@ -28,7 +28,7 @@ def test_mixed_bfloat16_trains_and_keeps_float32_state(mixed_bfloat16):
     assert model.working_model.layers[-1].compute_dtype == "bfloat16"
     assert history["loss"][-1] < history["loss"][0]
     assert history["accuracy"][-1] > 0.9
-    assert model.buffer.inputs.dtype == "uint8"  # raw samples, not bfloat16
+    assert model.buffer.stored_inputs().dtype == "uint8"  # raw samples, not bfloat16
     for ema in (model.plastic_model, model.stable_model):
         assert all(w.dtype == "float32" for w in ema.weights)
     _, accuracy = model.evaluate(x, y, verbose=0)

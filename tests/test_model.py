@@ -51,7 +51,7 @@ def fit(model: CLSER, x, y, batch_size: int = 4) -> dict:
 def state(model: CLSER) -> list[np.ndarray]:
     """Everything a step changes: the three models, the buffer and the global step."""
     return [*model.working_model.get_weights(), *model.plastic_model.get_weights(),
-            *model.stable_model.get_weights(), model.buffer.inputs.numpy(),
+            *model.stable_model.get_weights(), model.buffer.stored_inputs().numpy(),
             model.buffer.labels.numpy(), model.buffer.num_seen.numpy(),
             model.global_step.numpy()]
 
@@ -179,7 +179,7 @@ def test_compiled_step_matches_numpy_reimplementation(fused_forward):
         close(model.working_model.get_weights(), reference.working)
         close(model.plastic_model.get_weights(), reference.plastic)
         close(model.stable_model.get_weights(), reference.stable)
-        np.testing.assert_array_equal(model.buffer.inputs.numpy(),
+        np.testing.assert_array_equal(model.buffer.stored_inputs().numpy(),
                                       reference.buffer_x.astype(np.float32))
         np.testing.assert_array_equal(model.buffer.labels.numpy(), reference.buffer_y)
         assert model.buffer.num_seen.numpy() == reference.num_seen
@@ -440,6 +440,7 @@ def test_uint8_backbone_buffer_stores_raw_uint8_inputs():
     x = np.random.default_rng(0).integers(0, 256, size=(12, 4), dtype=np.uint8)
     y = np.arange(12) % NUM_CLASSES
     fit(model, x, y)
-    assert model.buffer.inputs.dtype == "uint8"
-    np.testing.assert_array_equal(model.buffer.inputs.numpy(), x)
+    assert model.buffer.stored_inputs().dtype == "uint8"
+    assert model.buffer.inputs.shape[1] * 4 == x[0].size  # one byte per pixel, packed
+    np.testing.assert_array_equal(model.buffer.stored_inputs().numpy(), x)
     np.testing.assert_array_equal(model.buffer.labels.numpy(), y)
