@@ -46,6 +46,9 @@ flags.DEFINE_integer("log_every_steps", 100, "TensorBoard logging period of the 
 flags.DEFINE_integer("steps_per_execution", 50, "Train steps per compiled call (speed only).")
 flags.DEFINE_boolean("fused_forward", True, "One working-model forward over the merged batch "
                      "(False: the reference's extra forward over the replay batch).")
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy of the backbones; the buffer, EMA weights and losses "
+                  "stay float32 (mixed_float16 adds loss scaling).")
 flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
                   "tf.distribute strategy: default (one device), mirrored (every local GPU, "
                   "else every logical CPU), multi_worker (cluster from TF_CONFIG; only the "
@@ -96,6 +99,7 @@ class RunConfig:
     log_every_steps: int
     steps_per_execution: int
     fused_forward: bool
+    mixed_precision: str
     strategy: str
     backbone: str | None
     resnet_base_filters: int
@@ -177,7 +181,8 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         eval_batch_size=values.eval_batch_size, export_dir=export_dir,
         tensorboard=values.tensorboard, log_every_steps=values.log_every_steps,
         steps_per_execution=values.steps_per_execution, fused_forward=values.fused_forward,
-        strategy=values.strategy, backbone=values.backbone, resnet_base_filters=values.resnet_base_filters,
+        mixed_precision=values.mixed_precision, strategy=values.strategy,
+        backbone=values.backbone, resnet_base_filters=values.resnet_base_filters,
         verbose=values.verbose, source=values.source, weight_dist=values.weight_dist,
         gcil_seed=values.gcil_seed, eval_every_steps=values.eval_every_steps,
         curve_samples=values.curve_samples)

@@ -39,6 +39,7 @@ HEADLINE_MODEL = "stable"
 
 def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
     """The benchmark's backbone wrapped in a compiled ``CLSER`` with the run's settings."""
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
     if (config.backbone or benchmark.backbone) == "mlp":
         backbone = backbones.mlp(benchmark.input_shape, benchmark.num_classes)
     else:

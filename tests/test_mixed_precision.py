@@ -1,4 +1,4 @@
-"""Mixed precision: the backbone computes in bfloat16, the state CLS-ER keeps stays exact."""
+"""Mixed precision: the backbone computes in 16 bits, the state CLS-ER keeps stays exact."""
 
 import keras
 import numpy as np
@@ -8,14 +8,14 @@ from clser_tf import backbones
 from clser_tf.model import CLSER
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    yield
+@pytest.fixture(params=["mixed_bfloat16", "mixed_float16"])
+def policy(request):
+    keras.mixed_precision.set_global_policy(request.param)
+    yield request.param
     keras.mixed_precision.set_global_policy("float32")
 
 
-def test_mixed_bfloat16_trains_and_keeps_float32_state(mixed_bfloat16):
+def test_mixed_precision_trains_and_keeps_float32_state(policy):
     keras.utils.set_random_seed(0)
     model = CLSER(backbones.mlp((8, 8), 2, hidden_units=16), buffer_size=32,
                   replay_batch_size=8, reg_weight=0.5, seed=0)
@@ -25,7 +25,7 @@ def test_mixed_bfloat16_trains_and_keeps_float32_state(mixed_bfloat16):
     x = np.where(y[:, None, None] == 1, 200, 30).astype(np.uint8) + rng.integers(
         0, 40, (256, 8, 8)).astype(np.uint8)  # two separable classes
     history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history
-    assert model.working_model.layers[-1].compute_dtype == "bfloat16"
+    assert model.working_model.layers[-1].compute_dtype == policy.removeprefix("mixed_")
     assert history["loss"][-1] < history["loss"][0]
     assert history["accuracy"][-1] > 0.9
     assert model.buffer.stored_inputs().dtype == "uint8"  # raw samples, not bfloat16
