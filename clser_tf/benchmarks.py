@@ -291,22 +291,40 @@ def _slices(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
 
 
-def train_stream(task: Task, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled, full, raw training batches of ``task`` (the last partial batch is dropped).
+def train_stream(task: Task, batch_size: int, seed: int, epoch: int = 0,
+                 start_batch: int = 0) -> tf.data.Dataset:
+    """Epoch ``epoch`` of ``task``: shuffled, full, raw training batches from ``start_batch``.
 
-    The order is reshuffled every epoch, deterministically for a given ``seed``. Batches
-    carry the task's transform (domain-IL) but no augmentation: CLSER augments in-graph
-    (``augment_current_batch``) so that its buffer stores the un-augmented samples, as
-    the reference does.
+    The last partial batch is dropped. The order of epoch ``e`` is a stateless permutation
+    keyed on ``(seed, e)``: every epoch is shuffled afresh, and any epoch can be rebuilt
+    from any batch without replaying the ones before it, which is what resuming from a
+    checkpoint needs. Batches carry the task's transform (domain-IL) but no augmentation:
+    CLSER augments in-graph (``augment_current_batch``) so that its buffer stores the
+    un-augmented samples, as the reference does.
     """
     _check_batch_size(batch_size)
     num_samples = len(task.y_train)
     if batch_size > num_samples:
         raise ValueError(f"batch_size={batch_size} exceeds the {num_samples} training samples of "
                          f"task {task.classes}: every batch would be dropped.")
-    ds = _slices(task.x_train, task.y_train)
-    ds = ds.shuffle(num_samples, seed=seed, reshuffle_each_iteration=True)
+    num_batches = num_samples // batch_size
+    _check_index("epoch", epoch, None)
+    _check_index("start_batch", start_batch, num_batches)
+    with tf.device("/CPU:0"):  # one algorithm on every device: the same order everywhere
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_samples, dtype=tf.int64),
+            seed=tf.constant([seed, epoch], tf.int64), alg="philox").numpy()
+    picked = order[start_batch * batch_size:num_batches * batch_size]
+    ds = _slices(task.x_train[picked], task.y_train[picked])
     return _transformed(ds.batch(batch_size, drop_remainder=True), task.transform)
+
+
+def _check_index(name: str, value: int, upper: int | None) -> None:
+    """``value`` must be an int >= 0 (and <= ``upper`` when given)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0
+            or (upper is not None and value > upper)):
+        allowed = "an int >= 0" + (f" and <= {upper}" if upper is not None else "")
+        raise ValueError(f"{name}={value!r} is invalid: it must be {allowed}.")
 
 
 def test_stream(task: Task, batch_size: int) -> tf.data.Dataset:
@@ -329,16 +347,18 @@ def _transformed(batches: tf.data.Dataset, transform: TaskTransform | None,
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def general_stream(benchmark: Benchmark, batch_size: int,
-                   seed: int) -> tuple[tf.data.Dataset, mnist360.Schedule]:
+def general_stream(benchmark: Benchmark, batch_size: int, seed: int,
+                   start_batch: int = 0) -> tuple[tf.data.Dataset, mnist360.Schedule]:
     """The single training stream of mnist-360, rotated batch by batch, and its schedule.
 
     Batches have at most ``batch_size`` samples (fewer where a digit pair's chunks run
-    out, as in the reference); ``seed`` orders the samples within each chunk.
+    out, as in the reference); ``seed`` orders the samples within each chunk. The stream
+    starts at batch ``start_batch`` (to resume from a checkpoint); the schedule is whole.
     """
     _check_batch_size(batch_size)
     schedule = mnist360.train_schedule([len(t.y_train) for t in benchmark.tasks], batch_size,
                                        np.random.default_rng(seed))
+    _check_index("start_batch", start_batch, len(schedule.batch_sizes))
     x = np.empty((len(schedule.digits), *benchmark.input_shape), np.uint8)
     for digit, task in enumerate(benchmark.tasks):
         mask = schedule.digits == digit
@@ -349,6 +369,7 @@ def general_stream(benchmark: Benchmark, batch_size: int,
 
     ds = tf.data.Dataset.from_tensor_slices(
         (batched(x), batched(schedule.digits.astype(np.int32)), batched(schedule.angles)))
+    ds = ds.skip(start_batch)
     return ds.map(lambda x, y, a: (rotate(x, a), y)).prefetch(tf.data.AUTOTUNE), schedule
 
 

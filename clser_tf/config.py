@@ -8,6 +8,7 @@ the flag, the value and what is allowed, before any data is read or file written
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -68,6 +69,18 @@ flags.DEFINE_integer("eval_every_steps", 100, "mnist-360: accuracy-curve period 
                      "(a multiple of --steps_per_execution).")
 flags.DEFINE_integer("curve_samples", 1000, "mnist-360: size of the fixed held-out test "
                      "slice of the accuracy curve.")
+flags.DEFINE_string("checkpoint_dir", None, "Checkpoints of the run (default: "
+                    "<output_dir>/checkpoints). Running the same command again resumes from "
+                    "the newest one.")
+flags.DEFINE_integer("checkpoint_every_steps", None, "Also checkpoint every this many steps "
+                     "within a task (a multiple of --steps_per_execution; 0: only after each "
+                     "task; default: 20 x --steps_per_execution).")
+flags.DEFINE_integer("keep_checkpoints", 2, "How many of the newest checkpoints to keep.")
+flags.DEFINE_boolean("restart", False, "Start over: remove the checkpoints in --checkpoint_dir "
+                     "instead of resuming from them.")
+flags.DEFINE_boolean("deterministic", True, "TensorFlow op determinism "
+                     "(tf.config.experimental.enable_op_determinism): a resumed run is "
+                     "bit-identical to an uninterrupted one.")
 
 # Flags that only some benchmarks read; setting one for another benchmark is an error.
 _BENCHMARK_FLAGS = {"source": SOURCE_BENCHMARKS, "weight_dist": GCIL, "gcil_seed": GCIL,
@@ -109,6 +122,11 @@ class RunConfig:
     gcil_seed: int
     eval_every_steps: int
     curve_samples: int
+    checkpoint_dir: str
+    checkpoint_every_steps: int  # 0: only at task boundaries
+    keep_checkpoints: int
+    restart: bool
+    deterministic: bool
 
 
 def _require(ok: bool, flag: str, value: Any, allowed: str) -> None:
@@ -116,15 +134,17 @@ def _require(ok: bool, flag: str, value: Any, allowed: str) -> None:
         raise ValueError(f"--{flag}={value!r} is invalid: {allowed}.")
 
 
-def _check_output_dir(path: str) -> None:
-    """The output directory must be a writable directory (created if missing)."""
+def _check_writable_dir(flag: str, path: str) -> None:
+    """``--flag=path`` must be a writable directory (created if missing)."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--output_dir={path!r} is invalid: it is a file, not a directory.")
+        raise ValueError(f"--{flag}={path!r} is invalid: it is a file, not a directory.")
     parent = path
     while not os.path.exists(parent):
         parent = os.path.dirname(os.path.abspath(parent))
+    if not os.path.isdir(parent):
+        raise ValueError(f"--{flag}={path!r} is invalid: {parent!r} is a file, not a directory.")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--output_dir={path!r} is invalid: {parent!r} is not writable.")
+        raise ValueError(f"--{flag}={path!r} is invalid: {parent!r} is not writable.")
 
 
 def config_from_flags(values: flags.FlagValues) -> RunConfig:
@@ -137,12 +157,17 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
                  "eval_batch_size", "log_every_steps", "steps_per_execution",
                  "resnet_base_filters", "eval_every_steps", "curve_samples"):
         _require(values[name].value >= 1, name, values[name].value, "it must be >= 1")
-    _require(values.lr > 0, "lr", values.lr, "it must be > 0")
-    _require(values.reg_weight >= 0, "reg_weight", values.reg_weight, "it must be >= 0")
+    _require(math.isfinite(values.lr) and values.lr > 0, "lr", values.lr,
+             "it must be a finite number > 0")
+    _require(math.isfinite(values.reg_weight) and values.reg_weight >= 0, "reg_weight",
+             values.reg_weight, "it must be a finite number >= 0")
     for name in ("stable_alpha", "plastic_alpha"):
         _require(0 <= values[name].value < 1, name, values[name].value, "it must be in [0, 1)")
     for name in ("stable_update_freq", "plastic_update_freq"):
         _require(0 <= values[name].value <= 1, name, values[name].value, "it must be in [0, 1]")
+    for name in ("seed", "gcil_seed"):
+        _require(0 <= values[name].value < 2**31, name, values[name].value,
+                 "it must be in [0, 2**31)")
     _require(values.verbose in (0, 1, 2), "verbose", values.verbose, "it must be 0, 1 or 2")
     for name in values.eval_models:
         _require(name in MODEL_NAMES, "eval_models", ",".join(values.eval_models),
@@ -157,6 +182,17 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
     if values.data_dir is not None:
         _require(os.path.isdir(values.data_dir), "data_dir", values.data_dir,
                  "it must be an existing directory")
+        _require(os.access(values.data_dir, os.R_OK | os.X_OK), "data_dir", values.data_dir,
+                 "it must be a readable directory")
+    checkpoint_every_steps = (20 * values.steps_per_execution
+                              if values.checkpoint_every_steps is None
+                              else values.checkpoint_every_steps)
+    _require(checkpoint_every_steps >= 0 and
+             checkpoint_every_steps % values.steps_per_execution == 0, "checkpoint_every_steps",
+             checkpoint_every_steps, "it must be 0 (only after each task) or a multiple of "
+             f"--steps_per_execution={values.steps_per_execution}")
+    _require(values.keep_checkpoints >= 1, "keep_checkpoints", values.keep_checkpoints,
+             "it must be >= 1")
     run_name = values.benchmark
     if values.source is not None:
         run_name += f"-{values.source}"
@@ -164,7 +200,9 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         run_name += f"-{values.weight_dist}"
     output_dir = values.output_dir or os.path.join(
         "runs", f"{run_name}-buf{values.buffer_size}-seed{values.seed}")
-    _check_output_dir(output_dir)
+    _check_writable_dir("output_dir", output_dir)
+    checkpoint_dir = values.checkpoint_dir or os.path.join(output_dir, "checkpoints")
+    _check_writable_dir("checkpoint_dir", checkpoint_dir)
     export_dir = (os.path.join(output_dir, "export") if values.export_dir is None
                   else values.export_dir or None)
     if export_dir is not None and os.path.exists(export_dir):
@@ -185,4 +223,7 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         backbone=values.backbone, resnet_base_filters=values.resnet_base_filters,
         verbose=values.verbose, source=values.source, weight_dist=values.weight_dist,
         gcil_seed=values.gcil_seed, eval_every_steps=values.eval_every_steps,
-        curve_samples=values.curve_samples)
+        curve_samples=values.curve_samples, checkpoint_dir=checkpoint_dir,
+        checkpoint_every_steps=checkpoint_every_steps,
+        keep_checkpoints=values.keep_checkpoints, restart=values.restart,
+        deterministic=values.deterministic)

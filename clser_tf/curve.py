@@ -17,23 +17,32 @@ class AccuracyCurve(keras.callbacks.Callback):
     multiple of ``every_steps`` at the end of a compiled call (so every multiple, when
     ``every_steps`` is a multiple of ``steps_per_execution``), and at the end of training.
     With a ``writer``, each point also goes to TensorBoard as ``<model>/curve_accuracy``.
-    ``seconds`` is the time spent evaluating.
+    ``seconds`` is the time spent evaluating. :meth:`state` and ``state=`` carry the curve
+    across a checkpoint: a resumed curve adds no point where its ``fit`` starts.
     """
 
     def __init__(self, evaluate: Callable[[], dict[str, float]], every_steps: int,
-                 writer: tf.summary.SummaryWriter | None = None):
+                 writer: tf.summary.SummaryWriter | None = None, state: dict | None = None):
         super().__init__()
         if every_steps < 1:
             raise ValueError(f"every_steps={every_steps!r} is invalid: it must be >= 1.")
         self._evaluate = evaluate
         self._every_steps = every_steps
         self._writer = writer
-        self.steps: list[int] = []
-        self.accuracy: dict[str, list[float]] = {}
-        self.seconds = 0.0
+        state = state or {"steps": [], "accuracy": {}, "seconds": 0.0}
+        self.steps: list[int] = list(state["steps"])
+        self.accuracy: dict[str, list[float]] = {k: list(v) for k, v in state["accuracy"].items()}
+        self.seconds = float(state["seconds"])
+
+    def state(self) -> dict:
+        """The points so far and the evaluation time, JSON-ready."""
+        return {"steps": list(self.steps), "accuracy": {k: list(v) for k, v in
+                                                        self.accuracy.items()},
+                "seconds": self.seconds}
 
     def on_train_begin(self, logs=None):
-        self._record()
+        if not self.steps:
+            self._record()
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._step()

@@ -155,15 +155,29 @@ def test_train_stream_samples_are_the_tasks_and_shuffled():
     np.testing.assert_array_equal(y, task.y_train[order])
 
 
-def test_train_stream_is_deterministic_for_a_seed_and_reshuffles_each_epoch():
+def test_train_stream_order_is_keyed_on_seed_and_epoch_only():
     task = make_task()
-    first = epochs(benchmarks.train_stream(task, 8, seed=3))
-    again = epochs(benchmarks.train_stream(task, 8, seed=3))
-    other = epochs(benchmarks.train_stream(task, 8, seed=4))
-    for a, b in zip(first, again):
-        np.testing.assert_array_equal(flatten(a)[0], flatten(b)[0])
-    assert not np.array_equal(flatten(first[0])[0], flatten(other[0])[0])
-    assert not np.array_equal(flatten(first[0])[0], flatten(first[1])[0])
+
+    def order(seed, epoch, start_batch=0):
+        return flatten(epochs(benchmarks.train_stream(task, 8, seed, epoch, start_batch), 1)[0])[0]
+
+    first = order(3, 0)
+    np.testing.assert_array_equal(first, order(3, 0))  # no hidden state: rebuilt, the same
+    np.testing.assert_array_equal(first, flatten(epochs(benchmarks.train_stream(
+        task, 8, seed=3))[1])[0])  # iterated again, the same too
+    assert not np.array_equal(first, order(4, 0))
+    assert not np.array_equal(first, order(3, 1))  # every epoch is shuffled afresh
+
+
+def test_train_stream_resumes_an_epoch_at_any_batch():
+    task = make_task()
+    whole = epochs(benchmarks.train_stream(task, 8, seed=5, epoch=2), 1)[0]
+    for start in range(len(whole) + 1):
+        rest = epochs(benchmarks.train_stream(task, 8, seed=5, epoch=2, start_batch=start), 1)[0]
+        assert len(rest) == len(whole) - start
+        for (x, y), (x_whole, y_whole) in zip(rest, whole[start:]):
+            np.testing.assert_array_equal(x, x_whole)
+            np.testing.assert_array_equal(y, y_whole)
 
 
 def test_train_stream_rejects_bad_arguments():
@@ -172,6 +186,10 @@ def test_train_stream_rejects_bad_arguments():
         benchmarks.train_stream(task, 0, seed=0)
     with pytest.raises(ValueError, match="batch_size=38 .*37"):
         benchmarks.train_stream(task, 38, seed=0)
+    with pytest.raises(ValueError, match="epoch=-1 is invalid: it must be an int >= 0"):
+        benchmarks.train_stream(task, 8, seed=0, epoch=-1)
+    with pytest.raises(ValueError, match="start_batch=5 is invalid: .* <= 4"):
+        benchmarks.train_stream(task, 8, seed=0, start_batch=5)
 
 
 def test_test_stream_keeps_remainder_and_order():
@@ -279,6 +297,9 @@ def test_general_stream_follows_the_schedule_rotating_each_sample(tmp_path):
                                                                schedule.indices)])
     np.testing.assert_array_equal(x, rotate(raw, schedule.angles).numpy())
     np.testing.assert_array_equal(y, schedule.digits)
+    rest = epochs(benchmarks.general_stream(bench, 16, seed=1, start_batch=7)[0], 1)[0]
+    assert len(rest) == len(batches) - 7  # resuming skips the batches already trained
+    np.testing.assert_array_equal(flatten(rest)[0], flatten(batches[7:])[0])
 
 
 def test_held_out_slice_spreads_over_every_test_set(tmp_path):

@@ -1,5 +1,5 @@
 """MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1 train what one device
-trains, and only the chief writes files."""
+trains, only the chief writes files, and every worker resumes from the chief's checkpoint."""
 
 import json
 import os
@@ -49,17 +49,22 @@ def run_all(commands: list[tuple[list[str], dict]]) -> list[subprocess.Completed
 
 def test_two_workers_equal_one_device_and_only_the_chief_writes(tmp_path):
     data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 200, 50, 10))
-    ports = [free_port(), free_port()]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     worker_dirs = [tmp_path / f"worker{i}" for i in range(2)]
-    commands = [(main_command(data_dir, str(tmp_path / "single")), dict(os.environ))]
-    for i, out_dir in enumerate(worker_dirs):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        commands.append((main_command(data_dir, str(out_dir), "--strategy=multi_worker"), env))
-    run_all(commands)
+    shared = tmp_path / "checkpoints"  # one checkpoint folder that every worker sees
+
+    def worker_commands() -> list[tuple[list[str], dict]]:
+        cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in worker_dirs]}
+        return [(main_command(data_dir, str(out_dir), "--strategy=multi_worker",
+                              f"--checkpoint_dir={shared}"),
+                 dict(os.environ, TF_CONFIG=json.dumps(
+                     {"cluster": cluster, "task": {"type": "worker", "index": i}})))
+                for i, out_dir in enumerate(worker_dirs)]
+
+    run_all([(main_command(data_dir, str(tmp_path / "single")), dict(os.environ)),
+             *worker_commands()])
 
     assert not worker_dirs[1].exists()  # the non-chief wrote nothing
+    assert (shared / "checkpoint").is_file()  # the chief wrote the checkpoints
     single = json.loads((tmp_path / "single" / "results.json").read_text())
     chief = json.loads((worker_dirs[0] / "results.json").read_text())
     for name in ("working", "plastic", "stable"):
@@ -69,3 +74,11 @@ def test_two_workers_equal_one_device_and_only_the_chief_writes(tmp_path):
     x = np.random.default_rng(1).integers(0, 256, (16, 28, 28), dtype=np.uint8)
     served = [tf.saved_model.load(str(d / "export")) for d in (tmp_path / "single", worker_dirs[0])]
     np.testing.assert_allclose(served[1].serve(x).numpy(), served[0].serve(x).numpy(), atol=1e-5)
+
+    # The same commands again: both workers resume from the chief's newest checkpoint (every
+    # task trained; their global steps agree) and write the same results.
+    outputs = run_all(worker_commands())
+    assert all("every task is trained" in out for out in outputs), outputs
+    assert not worker_dirs[1].exists()
+    again = json.loads((worker_dirs[0] / "results.json").read_text())
+    assert again["models"] == chief["models"]

@@ -1,0 +1,506 @@
+"""Checkpoints: exact resume after SIGKILL, clean stops on SIGTERM/SIGINT, refusal of other
+settings, --restart, a diverged loss, and one clear line for every bad input."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from clser_tf import runner
+from clser_tf.checkpoint import CheckpointError, TrainingDiverged
+from clser_tf.sources import DatasetError
+from test_multiworker import ROOT, TIMEOUT_S, main_command
+from test_runner import flagfile, make_config, ring_dataset
+from test_sources import random_dataset, write_cifar_dir, write_idx_dir
+
+# The tiny seq-fmnist run: 10 classes x 40 training samples, batch 8 -> 10 steps per task
+# epoch, 2 epochs, 5 tasks: 100 steps, a checkpoint every 2 steps and after every task.
+RUN_FLAGS = ("--epochs=2", "--checkpoint_every_steps=2", "--tensorboard=false")
+
+
+def command(data_dir, output_dir, *extra) -> list[str]:
+    return main_command(str(data_dir), str(output_dir), *RUN_FLAGS, *extra)
+
+
+def flags_of(data_dir, output_dir, *extra) -> list[str]:
+    """The same run's flags, for an in-process ``make_config``."""
+    return command(data_dir, output_dir, *extra)[3:]  # without `python -m clser_tf.main`
+
+
+def start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    """Waits (bounded) for ``proc``; always leaves it dead."""
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+def newest_state(directory) -> dict | None:
+    """The newest checkpoint's run state (None if none), read while a run may write."""
+    for _ in range(50):
+        try:
+            with open(os.path.join(directory, "checkpoint")) as f:
+                name = re.search(r'^model_checkpoint_path: "(.*)"', f.read(), re.M).group(1)
+            with open(os.path.join(directory, name + ".json")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            if not os.path.exists(os.path.join(directory, "checkpoint")):
+                return None
+        except (AttributeError, ValueError):  # a file being replaced
+            pass
+        time.sleep(0.002)
+    return None
+
+
+def position(state: dict) -> int:
+    return state["global_step"] - state["task_start_step"]
+
+
+def signal_when(cmd: list[str], directory, condition, signum: int) -> tuple[int, str, str]:
+    """Runs ``cmd`` and sends ``signum`` once it has written a checkpoint meeting
+    ``condition``; returns its exit code and output."""
+    before = newest_state(directory)
+    base = before["global_step"] if before else -1
+    proc = start(cmd)
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            state = newest_state(directory)
+            if state is not None and state["global_step"] > base and condition(state):
+                proc.send_signal(signum)
+                break
+            time.sleep(0.003)
+        else:
+            pytest.fail(f"the run ended before the signal point: {finish(proc)[2][-2000:]}")
+    finally:
+        code, out, err = finish(proc)
+    return code, out, err
+
+
+def resume_point(out: str) -> str:
+    return re.search(r"^resuming from .*$", out, re.M).group(0)
+
+
+def comparable_results(output_dir) -> dict:
+    """results.json without timings and the paths that name the run's folder."""
+    with open(os.path.join(output_dir, "results.json")) as f:
+        results = json.load(f)
+    results.pop("timings")
+    for key in ("output_dir", "export_dir", "checkpoint_dir"):
+        results["config"].pop(key)
+    return results
+
+
+def checkpoint_values(directory) -> dict[str, np.ndarray]:
+    """Every value of the newest checkpoint but TF's save counter."""
+    reader = tf.train.load_checkpoint(str(directory))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))}
+
+
+def assert_same_state(output_dir, expected_dir):
+    assert comparable_results(output_dir) == comparable_results(expected_dir)
+    values, expected = (checkpoint_values(os.path.join(d, "checkpoints"))
+                        for d in (output_dir, expected_dir))
+    assert values.keys() == expected.keys()
+    for name, value in values.items():
+        assert value.tobytes() == expected[name].tobytes(), name  # bit for bit
+
+
+def snapshot(*directories) -> dict[str, bytes]:
+    files = {}
+    for directory in directories:
+        for root, _, names in os.walk(directory):
+            for name in names:
+                path = os.path.join(root, name)
+                with open(path, "rb") as f:
+                    files[path] = f.read()
+    return files
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_idx_dir(tmp_path_factory.mktemp("data"), random_dataset((28, 28), 400, 100, 10))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    """An uninterrupted run, started in the background; call the fixture to wait for it."""
+    output_dir = tmp_path_factory.mktemp("reference") / "run"
+    proc = start(command(data_dir, output_dir))
+
+    def wait():
+        if proc.returncode is None:
+            code, _, err = finish(proc)
+            assert code == 0, err[-3000:]
+        return output_dir
+
+    yield wait
+    finish(proc) if proc.poll() is None else None
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_killed_and_stopped_runs_resume_to_the_uninterrupted_result(reference, data_dir,
+                                                                     tmp_path):
+    output_dir = tmp_path / "run"
+    cmd, checkpoints = command(data_dir, output_dir), output_dir / "checkpoints"
+    points = []
+    # SIGKILL in the middle of task 1 (first epoch)
+    code, _, _ = signal_when(cmd, checkpoints, lambda s: s["task"] == 0 and position(s) >= 6,
+                             signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    # SIGKILL right after task 2 ended (its evaluation and checkpoint)
+    code, out, _ = signal_when(cmd, checkpoints, lambda s: s["task"] >= 2, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    points.append(resume_point(out))
+    # SIGTERM in the second epoch of task 3, then SIGINT in task 4: a checkpoint of where
+    # the run stopped, the shell's exit code, and how to resume
+    for signum, step in ((signal.SIGTERM, 54), (signal.SIGINT, 66)):
+        code, out, err = signal_when(cmd, checkpoints, lambda s: s["global_step"] >= step,
+                                     signum)
+        points.append(resume_point(out))
+        name = signal.Signals(signum).name
+        assert code == 128 + signum, err[-3000:]
+        stopped = re.search(rf"^clser_tf: stopped by {name} at global step (\d+); the "
+                            rf"checkpoint is in '.*'\. Run the same command again to resume\.$",
+                            err, re.M)
+        assert stopped, err[-3000:]
+        assert newest_state(checkpoints)["global_step"] == int(stopped.group(1))
+    proc = start(cmd)
+    code, out, err = finish(proc)
+    assert code == 0, err[-3000:]
+    points.append(resume_point(out))
+    print("\n".join(points))
+    assert_same_state(output_dir, reference())
+
+
+def test_mnist360_stream_resumes_after_sigint_in_process(tmp_path, monkeypatch):
+    data_dir = write_idx_dir(tmp_path / "data", ring_dataset(40, 10))
+    argv = (flagfile("mnist-360.cfg"), f"--data_dir={data_dir}", "--verbose=0",
+            "--steps_per_execution=1", "--eval_every_steps=5", "--checkpoint_every_steps=3",
+            "--tensorboard=false", "--export_dir=")
+    runner.run(make_config(*argv, f"--output_dir={tmp_path / 'whole'}"))
+
+    batch_end = runner._TrainingGuard.on_train_batch_end
+
+    def interrupt_at_step_8(self, batch, logs=None):
+        if int(self.model.global_step.numpy()) == 8:
+            signal.raise_signal(signal.SIGINT)  # the runner's handler notes it
+        batch_end(self, batch, logs)
+
+    monkeypatch.setattr(runner._TrainingGuard, "on_train_batch_end", interrupt_at_step_8)
+    part = make_config(*argv, f"--output_dir={tmp_path / 'part'}")
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(runner.Interrupted, match="stopped by SIGINT at global step 8") as stop:
+        runner.run(part)
+    assert stop.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is handler  # put back
+    state = newest_state(tmp_path / "part" / "checkpoints")
+    assert state["global_step"] == 8 and state["extra"]["curve"]["steps"] == [0, 5]
+    monkeypatch.undo()
+    runner.run(part)
+    assert_same_state(tmp_path / "part", tmp_path / "whole")
+
+
+def test_other_settings_are_refused_naming_them_and_restart_starts_over(reference, data_dir,
+                                                                        tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference(), run_dir)
+    before = snapshot(run_dir)
+    with pytest.raises(CheckpointError, match=r"other settings: --lr=0\.05 \(now 0\.1\), "
+                                              r"--replay_batch_size=8 \(now 4\)\. .*--restart"):
+        runner.run(make_config(*flags_of(data_dir, run_dir, "--lr=0.1",
+                                         "--replay_batch_size=4")))
+    assert snapshot(run_dir) == before
+    capsys.readouterr()
+    results = runner.run(make_config(*flags_of(data_dir, run_dir, "--lr=0.1", "--restart")))
+    assert "resuming" not in capsys.readouterr().out
+    assert results["config"]["lr"] == 0.1
+    assert newest_state(run_dir / "checkpoints")["config"]["lr"] == 0.1
+    assert len(os.listdir(run_dir / "checkpoints")) == 1 + 2 * 3  # state file, 2 x 3 files
+
+
+class _ExplodingRate(keras.optimizers.schedules.LearningRateSchedule):
+    """0.05 for the first 5 steps, then 1e30: the loss goes non-finite a step or two later."""
+
+    def __call__(self, step):
+        return tf.where(step < 5, 0.05, 1e30)
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+        data_dir, tmp_path, monkeypatch):
+    build = runner.build_model
+
+    def exploding(benchmark, config):
+        model = build(benchmark, config)
+        model.compile(optimizer=keras.optimizers.SGD(_ExplodingRate()),
+                      steps_per_execution=config.steps_per_execution)
+        return model
+
+    monkeypatch.setattr(runner, "build_model", exploding)
+    output_dir = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as diverged:
+        runner.run(make_config(*flags_of(data_dir, output_dir)))
+    message = str(diverged.value)
+    assert "\n" not in message
+    step = int(re.search(r"the loss is (nan|inf) at global step (\d+) \(task 1/5, step \2 of "
+                         r"it\); stopped without writing a checkpoint of it", message)[2])
+    state = newest_state(output_dir / "checkpoints")
+    assert 5 <= state["global_step"] < step
+    assert f"the newest checkpoint, of global step {state['global_step']}, is the last" in message
+    values = checkpoint_values(output_dir / "checkpoints")
+    assert all(np.isfinite(v).all() for v in values.values() if v.dtype.kind == "f")
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _idx_dir(path, data, edit=None) -> str:
+    """IDX files of ``data``; ``edit(files)`` may change the bytes of each file first."""
+    directory = write_idx_dir(path, data)
+    if edit is not None:
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name), "rb") as f:
+                content = edit(name, f.read())
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(content)
+    return directory
+
+
+def _bad_magic(name, content):
+    return (b"\x00\x00\x09\x03" + content[4:]) if name.startswith("train-images") else content
+
+
+def _truncated(name, content):
+    return content[:-5] if name.startswith("t10k-images") else content
+
+
+def _labels_out_of_range(tmp):
+    data = random_dataset((28, 28), 400, 100, 10)
+    data.y_train[7] = 12
+    return _idx_dir(tmp / "labels", data)
+
+
+def _missing_file(tmp):
+    directory = write_idx_dir(tmp / "missing", random_dataset((28, 28), 400, 100, 10))
+    os.remove(os.path.join(directory, "t10k-labels-idx1-ubyte"))
+    return directory
+
+
+def _bad_cifar(tmp):
+    folder = write_cifar_dir(tmp / "cifar", random_dataset((32, 32, 3), 50, 10, 10), 10)
+    with open(os.path.join(folder, "test_batch"), "wb") as f:
+        f.write(b"not a pickle")
+    return folder
+
+
+def _a_file(tmp):
+    path = tmp / "a_file"
+    path.write_text("x")
+    return path
+
+
+def _checkpoint_copy(ctx, damage):
+    """A copy of the previous run's checkpoints, damaged by ``damage(directory, newest)``."""
+    directory = ctx["tmp"] / "checkpoints"
+    shutil.copytree(ctx["previous"] / "checkpoints", directory)
+    name = re.search(r'^model_checkpoint_path: "(.*)"', (directory / "checkpoint").read_text(),
+                     re.M)[1]
+    newest = os.path.join(directory, name)
+    damage(directory, newest)
+    ctx["watch"].append(directory)
+    return [f"--checkpoint_dir={directory}"]
+
+
+def _truncate(path, keep=0.5):
+    with open(path, "r+b") as f:
+        f.truncate(int(os.path.getsize(path) * keep))
+
+
+def _foreign_checkpoint(directory, newest):
+    for path in os.listdir(directory):
+        os.remove(os.path.join(directory, path))
+    tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), str(directory), 1,
+                               checkpoint_name="ckpt").save()
+
+
+def _foreign_weights(directory, newest):
+    """Our run state over a checkpoint of another model."""
+    state = open(newest + ".json").read()
+    _foreign_checkpoint(directory, newest)
+    with open(os.path.join(directory, "ckpt-1.json"), "w") as f:
+        f.write(state)
+
+
+def _damaged(damage):
+    return lambda ctx: _checkpoint_copy(ctx, damage)
+
+
+# (id, extra flags (or a function of the context giving them), error, message). Data cases
+# add --restart: the previous run's checkpoints are not read, and must survive anyway.
+BAD_INPUTS = [
+    ("buffer_size", ["--buffer_size=0"], ValueError, r"--buffer_size=0 is invalid: it must be >= "),
+    ("batch_size", ["--batch_size=-1"], ValueError, r"--batch_size=-1 is invalid: it must be >= 1"),
+    ("replay_batch_size", ["--replay_batch_size=0"], ValueError, r"--replay_batch_size=0 is inv"),
+    ("epochs", ["--epochs=0"], ValueError, r"--epochs=0 is invalid: it must be >= 1"),
+    ("eval_batch_size", ["--eval_batch_size=0"], ValueError, r"--eval_batch_size=0 is invalid"),
+    ("steps_per_execution", ["--steps_per_execution=0"], ValueError,
+     r"--steps_per_execution=0 is invalid: it must be >= 1"),
+    ("resnet_base_filters", ["--resnet_base_filters=0"], ValueError, r"--resnet_base_filters=0"),
+    ("keep_checkpoints", ["--keep_checkpoints=0"], ValueError, r"--keep_checkpoints=0 is invalid"),
+    ("checkpoint_every_negative", ["--checkpoint_every_steps=-2"], ValueError,
+     r"--checkpoint_every_steps=-2 is invalid: it must be 0 .* or a multiple of"),
+    ("checkpoint_every_not_multiple", ["--steps_per_execution=2", "--checkpoint_every_steps=3"],
+     ValueError, r"--checkpoint_every_steps=3 is invalid: .*--steps_per_execution=2"),
+    ("stable_alpha", ["--stable_alpha=1"], ValueError, r"--stable_alpha=1.0 is invalid: .*1\)"),
+    ("plastic_alpha", ["--plastic_alpha=-0.1"], ValueError, r"--plastic_alpha=-0.1 is invalid"),
+    ("stable_update_freq", ["--stable_update_freq=1.5"], ValueError,
+     r"--stable_update_freq=1.5 is invalid: it must be in \[0, 1\]"),
+    ("plastic_update_freq", ["--plastic_update_freq=-0.1"], ValueError,
+     r"--plastic_update_freq=-0.1 is invalid: it must be in \[0, 1\]"),
+    ("reg_weight", ["--reg_weight=-1"], ValueError, r"--reg_weight=-1.0 is invalid: .*>= 0"),
+    ("lr_zero", ["--lr=0"], ValueError, r"--lr=0.0 is invalid: it must be a finite number > 0"),
+    ("lr_negative", ["--lr=-0.1"], ValueError, r"--lr=-0.1 is invalid"),
+    ("lr_nan", ["--lr=nan"], ValueError, r"--lr=nan is invalid"),
+    ("seed", ["--seed=-1"], ValueError, r"--seed=-1 is invalid: it must be in \[0, 2\*\*31\)"),
+    ("benchmark", ["--benchmark=seq-kmnist"], flags.Error,
+     r"flag --benchmark=seq-kmnist: value should be one of <seq-fmnist\|"),
+    ("strategy", ["--strategy=tpu"], flags.Error, r"flag --strategy=tpu: value should be one of"),
+    ("eval_models", ["--eval_models=stable,fast"], ValueError, r"--eval_models='stable,fast'"),
+    ("data_dir_missing", lambda ctx: [f"--data_dir={ctx['tmp'] / 'nowhere'}"], ValueError,
+     r"--data_dir='.*nowhere' is invalid: it must be an existing directory"),
+    ("output_dir_file", lambda ctx: [f"--output_dir={_a_file(ctx['tmp'])}"], ValueError,
+     r"--output_dir='.*a_file' is invalid: it is a file, not a directory"),
+    ("output_dir_under_file", lambda ctx: [f"--output_dir={_a_file(ctx['tmp']) / 'run'}"],
+     ValueError, r"--output_dir='.*a_file/run' is invalid: '.*a_file' is a file"),
+    ("checkpoint_dir_file", lambda ctx: [f"--checkpoint_dir={_a_file(ctx['tmp'])}"], ValueError,
+     r"--checkpoint_dir='.*a_file' is invalid: it is a file, not a directory"),
+    ("idx_bad_magic", lambda ctx: ["--restart", "--data_dir=" + _idx_dir(
+        ctx["tmp"] / "magic", random_dataset((28, 28), 400, 100, 10), _bad_magic)],
+     DatasetError, r"IDX file '.*train-images-idx3-ubyte' has magic number 0x00000903"),
+    ("idx_truncated", lambda ctx: ["--restart", "--data_dir=" + _idx_dir(
+        ctx["tmp"] / "short", random_dataset((28, 28), 400, 100, 10), _truncated)],
+     DatasetError, r"IDX file '.*t10k-images-idx3-ubyte' is truncated or malformed"),
+    ("idx_missing_file", lambda ctx: ["--restart", f"--data_dir={_missing_file(ctx['tmp'])}"],
+     DatasetError, r"IDX file not found: looked at \['.*t10k-labels-idx1-ubyte'"),
+    ("labels_out_of_range",
+     lambda ctx: ["--restart", f"--data_dir={_labels_out_of_range(ctx['tmp'])}"],
+     DatasetError, r"seq-fmnist: train label 12 is outside \[0, 10\)"),
+    ("cifar_malformed", lambda ctx: ["--restart", "--benchmark=seq-cifar10", "--backbone=mlp",
+                                     f"--data_dir={_bad_cifar(ctx['tmp'])}"],
+     DatasetError, r"'.*test_batch' is not a CIFAR batch"),
+    ("other_settings", ["--lr=0.2"], CheckpointError,
+     r"the checkpoint in '.*' is of a run with other settings: --lr=0.05 \(now 0.2\)"),
+    ("checkpoint_data_truncated", _damaged(lambda d, newest: _truncate(
+        newest + ".data-00000-of-00001")), CheckpointError,
+     r"the checkpoint '.*ckpt-\d+' cannot be restored into this model \(IndexError"),
+    ("checkpoint_index_truncated", _damaged(lambda d, newest: _truncate(newest + ".index")),
+     CheckpointError, r"the checkpoint '.*ckpt-\d+' cannot be restored"),
+    ("run_state_corrupt", _damaged(lambda d, newest: _truncate(newest + ".json")),
+     CheckpointError, r"the run state '.*ckpt-\d+\.json' is unreadable or corrupt"),
+    ("run_state_missing", _damaged(lambda d, newest: os.remove(newest + ".json")),
+     CheckpointError, r"'.*ckpt-\d+' is not a clser_tf checkpoint: its run state .* is missing"),
+    ("state_file_corrupt", _damaged(lambda d, newest: (d / "checkpoint").write_text("{{")),
+     CheckpointError, r"the checkpoint state file '.*checkpoint' is corrupt"),
+    ("foreign_checkpoint", _damaged(_foreign_checkpoint), CheckpointError,
+     r"'.*ckpt-1' is not a clser_tf checkpoint"),
+    ("foreign_weights", _damaged(_foreign_weights), CheckpointError,
+     r"the checkpoint '.*ckpt-1' cannot be restored into this model \(AssertionError"),
+]
+if os.geteuid() != 0:  # root reads and writes anything
+    BAD_INPUTS += [
+        ("data_dir_unreadable", lambda ctx: [f"--data_dir={_unreadable(ctx['tmp'])}"],
+         ValueError, r"--data_dir='.*' is invalid: it must be a readable directory"),
+        ("output_dir_not_writable", lambda ctx: [f"--output_dir={_read_only(ctx['tmp'])}/run"],
+         ValueError, r"--output_dir='.*/run' is invalid: '.*' is not writable"),
+    ]
+
+
+def _unreadable(tmp):
+    directory = write_idx_dir(tmp / "locked", random_dataset((28, 28), 40, 10, 10))
+    os.chmod(directory, 0)
+    return directory
+
+
+def _read_only(tmp):
+    directory = tmp / "read_only"
+    directory.mkdir()
+    directory.chmod(0o500)
+    return directory
+
+
+def _extra_flags(extra, ctx) -> list[str]:
+    return extra(ctx) if callable(extra) else list(extra)
+
+
+def test_every_bad_input_is_one_line_and_leaves_previous_files_alone(reference, data_dir,
+                                                                      tmp_path):
+    previous = reference()
+    before = snapshot(previous)
+    for case, extra, error, message in BAD_INPUTS:
+        ctx = {"tmp": tmp_path / case, "previous": previous, "watch": []}
+        ctx["tmp"].mkdir()
+        argv = flags_of(data_dir, previous, *_extra_flags(extra, ctx))
+        watched = snapshot(*ctx["watch"])
+        with pytest.raises(error, match=message) as raised:
+            runner.run(make_config(*argv))
+        assert "\n" not in str(raised.value), case
+        assert snapshot(previous) == before, case
+        assert snapshot(*ctx["watch"]) == watched, case
+
+
+SUBPROCESS_CASES = [  # exit code 1 and one `clser_tf: error:` line, from the command line
+    ("lr_zero", ["--lr=0"], r"--lr=0.0 is invalid"),
+    ("benchmark", ["--benchmark=seq-kmnist"], r"flag --benchmark=seq-kmnist: value should be"),
+    ("checkpoint_data_truncated", _damaged(lambda d, newest: _truncate(
+        newest + ".data-00000-of-00001")), r"cannot be restored into this model"),
+    ("labels_out_of_range",
+     lambda ctx: ["--restart", f"--data_dir={_labels_out_of_range(ctx['tmp'])}"],
+     r"train label 12 is outside \[0, 10\)"),
+]
+
+
+def test_bad_inputs_exit_1_with_one_line_from_the_command_line(reference, data_dir, tmp_path):
+    previous = reference()
+    before = snapshot(previous)
+    procs, watched = [], {}
+    try:
+        for case, extra, message in SUBPROCESS_CASES:
+            ctx = {"tmp": tmp_path / case, "previous": previous, "watch": []}
+            ctx["tmp"].mkdir()
+            cmd = command(data_dir, previous, *_extra_flags(extra, ctx))
+            watched[case] = (ctx["watch"], snapshot(*ctx["watch"]))
+            procs.append((case, message, start(cmd)))
+        for case, message, proc in procs:
+            code, out, err = finish(proc)
+            ours = [line for line in err.splitlines() if line.startswith("clser_tf")]
+            assert code == 1, (case, err[-3000:])
+            assert len(ours) == 1 and ours[0].startswith("clser_tf: error: "), (case, err)
+            assert re.search(message, ours[0]), (case, ours)
+            assert "Traceback" not in err, (case, err)
+            assert snapshot(*watched[case][0]) == watched[case][1], case
+    finally:
+        for _, _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert snapshot(previous) == before
