@@ -28,6 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from clser_tf.sources import first_line
+
 RUN_STATE_FORMAT = "clser_tf run state"
 RUN_STATE_VERSION = 1
 PREFIX = "ckpt"
@@ -105,7 +107,7 @@ def find_run_state(directory: str, config: Any) -> RunState | None:
     try:
         state = tf.train.get_checkpoint_state(directory)
     except (tf.errors.OpError, ValueError) as error:
-        state, detail = None, f": {_first_line(error)}"
+        state, detail = None, f": {first_line(error)}"
     else:
         detail = ""
     if state is None or not state.model_checkpoint_path:
@@ -134,7 +136,7 @@ def _read_run_state(path: str) -> dict[str, Any]:
                               f"{json_path!r} is missing; {_RESTART}.") from None
     except (OSError, ValueError) as error:
         raise CheckpointError(f"the run state {json_path!r} is unreadable or corrupt "
-                              f"({_first_line(error)}); {_RESTART}.") from None
+                              f"({first_line(error)}); {_RESTART}.") from None
     keys = ("format", "version", "global_step", "task", "task_start_step", "results", "extra",
             "config")
     if not isinstance(payload, dict) or payload.get("format") != RUN_STATE_FORMAT or (
@@ -179,7 +181,7 @@ class Checkpointer:
         except Exception as error:  # truncated files raise IndexError, foreign ones others
             raise CheckpointError(
                 f"the checkpoint {state.path!r} cannot be restored into this model "
-                f"({type(error).__name__}: {_first_line(error)}); {_RESTART}.") from None
+                f"({type(error).__name__}: {first_line(error)}); {_RESTART}.") from None
         step = int(self._model.global_step.numpy())
         if step != state.global_step:
             raise CheckpointError(
@@ -246,10 +248,6 @@ class Checkpointer:
 
 def _number(path: str) -> int:
     return int(os.path.basename(path).rsplit("-", 1)[1])
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0]
 
 
 def finite(values: Any) -> bool:

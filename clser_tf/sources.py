@@ -315,7 +315,7 @@ def _tfds_split_to_numpy(split: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray
     return images, np.concatenate([y for _, y in chunks]).astype(np.int64)
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: BaseException) -> str:
     """The first line of an error message (tfds' not-found error lists every dataset)."""
     return str(err).strip().split("\n", 1)[0]
 
@@ -332,7 +332,7 @@ def load_tfds(name: str, data_dir: str | None = None) -> ArrayDataset:
     except Exception as err:  # tfds fails in many ways offline (network, import, not found)
         raise DatasetError(
             f"tensorflow-datasets could not load {name!r} (data_dir={data_dir!r}): "
-            f"{type(err).__name__}: {_first_line(err)}. tfds downloads {name!r} on first use, "
+            f"{type(err).__name__}: {first_line(err)}. tfds downloads {name!r} on first use, "
             f"which needs internet; offline, pass a data_dir where it was already prepared "
             f"(`tfds build {name} --data_dir=DIR` on a connected machine).") from err
     return ArrayDataset(x_train, y_train, x_test, y_test)
