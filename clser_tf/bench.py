@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
+from clser_tf.benchmarks import prefetched
 from clser_tf.distribution import make_strategy
 from clser_tf.evaluation import Evaluator
 from clser_tf.model import CLSER
@@ -84,8 +85,8 @@ def synthetic(recipe: Recipe, num_batches: int, batch_size: int, seed: int) -> t
     n = num_batches * batch_size
     x = rng.integers(0, 256, (n, *recipe.input_shape), dtype=np.uint8)
     y = rng.integers(0, recipe.num_classes, n).astype(np.int32)
-    return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
-            .cache().prefetch(tf.data.AUTOTUNE))
+    return prefetched(tf.data.Dataset.from_tensor_slices((x, y))
+                      .batch(batch_size, drop_remainder=True).cache())
 
 
 def peak_rss_mib() -> float:

@@ -309,3 +309,12 @@ def test_held_out_slice_spreads_over_every_test_set(tmp_path):
     picked = np.linspace(0, len(all_x) - 1, 18).round().astype(int)
     np.testing.assert_array_equal(x, all_x[picked])
     assert sorted(set(y.tolist())) == list(range(9))
+
+
+def test_streams_prefetch_without_the_autotune_thread():
+    task = make_task()
+    for stream in (benchmarks.train_stream(task, 8, seed=1), benchmarks.test_stream(task, 8)):
+        assert stream.options().autotune.enabled is False
+    plain = benchmarks._slices(task.x_test, task.y_test).batch(8)
+    np.testing.assert_array_equal(
+        np.concatenate([y for _, y in benchmarks.prefetched(plain)]), task.y_test)
