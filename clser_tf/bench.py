@@ -47,19 +47,6 @@ RECIPES = {
     "resnet18": Recipe((32, 32, 3), 10, 32, 32, 500, augment=True),
 }
 
-flags.DEFINE_enum("recipe", "mlp", list(RECIPES), "Which step to measure.")
-flags.DEFINE_integer("steps", 600, "Train steps per timed repeat.")
-flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
-flags.DEFINE_integer("warmup_steps", 100, "Untimed steps first (compilation, buffer fill).")
-flags.DEFINE_integer("steps_per_execution", 50, "Keras steps_per_execution.")
-flags.DEFINE_boolean("fused_forward", True, "One working forward over the merged batch.")
-flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
-flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras dtype policy of the backbone.")
-flags.DEFINE_integer("replicas", 1, "Logical CPU devices under MirroredStrategy (1: none).")
-flags.DEFINE_integer("eval_images", 10000, "Images per evaluation timing (0: skip).")
-flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
-
 FLAGS = flags.FLAGS
 
 
@@ -135,6 +122,26 @@ def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
     return result
 
 
+def _define_flags() -> None:
+    """Defines the command line.
+
+    Only when run as a program: ``clser_tf.config`` defines flags of the same names, and
+    both modules are imported together (tests, user code).
+    """
+    flags.DEFINE_enum("recipe", "mlp", list(RECIPES), "Which step to measure.")
+    flags.DEFINE_integer("steps", 600, "Train steps per timed repeat.")
+    flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
+    flags.DEFINE_integer("warmup_steps", 100, "Untimed steps first (compilation, buffer fill).")
+    flags.DEFINE_integer("steps_per_execution", 50, "Keras steps_per_execution.")
+    flags.DEFINE_boolean("fused_forward", True, "One working forward over the merged batch.")
+    flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+    flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                      "Keras dtype policy of the backbone.")
+    flags.DEFINE_integer("replicas", 1, "Logical CPU devices under MirroredStrategy (1: none).")
+    flags.DEFINE_integer("eval_images", 10000, "Images per evaluation timing (0: skip).")
+    flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]!r}")
@@ -170,4 +177,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
