@@ -231,7 +231,8 @@ class Checkpointer:
     def diverged(self, what: str) -> TrainingDiverged:
         """The error of a non-finite ``what`` (e.g. "the loss is nan at global step 7")."""
         return TrainingDiverged(f"training diverged: {what}; stopped without writing a "
-                                f"checkpoint of it{self._last_good()}")
+                                f"checkpoint of it{self._last_good()} A lower --lr usually "
+                                "avoids it (BUILD_NOTES.md: perm-mnist at lr 0.2).")
 
     def clear(self) -> None:
         """Removes this directory's checkpoints (``--restart``); other files are left alone."""
