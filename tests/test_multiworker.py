@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_sources import random_dataset, write_idx_dir
+from test_sources import random_dataset, write_cifar_dir, write_idx_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 240
@@ -31,11 +31,12 @@ def main_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
             *extra]
 
 
-def shipped_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
-    """The default benchmark's flagfile as shipped (--steps_per_execution=50 among the
-    runner's defaults), on tiny data."""
+def shipped_command(data_dir: str, output_dir: str, *extra: str,
+                    flagfile: str = "fmnist.cfg") -> list[str]:
+    """A flagfile as shipped (--steps_per_execution=50 among the runner's defaults; the
+    default benchmark's unless told), on tiny data."""
     return [sys.executable, "-m", "clser_tf.main",
-            f"--flagfile={os.path.join(ROOT, 'flags', 'fmnist.cfg')}",
+            f"--flagfile={os.path.join(ROOT, 'flags', flagfile)}",
             f"--data_dir={data_dir}", f"--output_dir={output_dir}", "--eval_batch_size=50",
             "--verbose=0", *extra]
 
@@ -56,18 +57,22 @@ def run_all(commands: list[tuple[list[str], dict]]) -> list[subprocess.Completed
     return outputs
 
 
+def worker_envs(count: int) -> list[dict]:
+    """Environments of ``count`` workers of one new cluster on 127.0.0.1."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(count)]}
+    return [dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": i}})) for i in range(count)]
+
+
 def test_two_workers_equal_one_device_and_only_the_chief_writes(tmp_path):
     data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 200, 50, 10))
     worker_dirs = [tmp_path / f"worker{i}" for i in range(2)]
     shared = tmp_path / "checkpoints"  # one checkpoint folder that every worker sees
 
     def worker_commands() -> list[tuple[list[str], dict]]:
-        cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in worker_dirs]}
         return [(shipped_command(data_dir, str(out_dir), "--strategy=multi_worker",
-                                  f"--checkpoint_dir={shared}"),
-                 dict(os.environ, TF_CONFIG=json.dumps(
-                     {"cluster": cluster, "task": {"type": "worker", "index": i}})))
-                for i, out_dir in enumerate(worker_dirs)]
+                                 f"--checkpoint_dir={shared}"), env)
+                for out_dir, env in zip(worker_dirs, worker_envs(len(worker_dirs)))]
 
     run_all([(shipped_command(data_dir, str(tmp_path / "single")), dict(os.environ)),
              *worker_commands()])
@@ -91,3 +96,24 @@ def test_two_workers_equal_one_device_and_only_the_chief_writes(tmp_path):
     assert not worker_dirs[1].exists()
     again = json.loads((worker_dirs[0] / "results.json").read_text())
     assert again["models"] == chief["models"]
+
+
+def test_two_workers_run_the_shipped_cifar_flagfile(tmp_path):
+    """flags/cifar.cfg (ResNet-18 with 4 base filters, one epoch) on two workers ends with
+    one device's buffer and global step (its weights: see test_runner_distributed.py)."""
+    data_dir = write_cifar_dir(tmp_path / "data", random_dataset((32, 32, 3), 320, 50, 10), 10)
+    tiny = ("--epochs=1", "--resnet_base_filters=4")
+    runs = {"single": (tmp_path / "single", dict(os.environ), ()),
+            **{f"worker{i}": (tmp_path / f"worker{i}", env, ("--strategy=multi_worker",))
+               for i, env in enumerate(worker_envs(2))}}
+    run_all([(shipped_command(data_dir, str(out), *tiny, *extra, flagfile="cifar.cfg"), env)
+             for out, env, extra in runs.values()])
+    readers = [tf.train.load_checkpoint(str(runs[name][0] / "checkpoints"))
+               for name in ("single", "worker0")]
+    names = [n for n in readers[0].get_variable_to_shape_map()
+             if n.startswith(("model/buffer/", "model/global_step/"))]
+    assert len(names) == 4
+    for name in names:
+        np.testing.assert_array_equal(readers[1].get_tensor(name), readers[0].get_tensor(name))
+    results = json.loads((runs["worker0"][0] / "results.json").read_text())
+    assert len(results["models"]["stable"]["matrix"]["class_il"]) == 5
