@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from clser_tf import backbones
+from clser_tf import backbones, benchmarks, runner
 from clser_tf.model import CLASS_NAMES_FILE, CLSER, TFLITE_FILE
 from test_distributed import mirrored
+from test_runner import make_config, ring_dataset
+from test_sources import write_idx_dir
 
 NUM_CLASSES = 3
 EPSILON = {"float32": 0.0, "mixed_bfloat16": 2.0**-7, "mixed_float16": 2.0**-10}
@@ -173,3 +175,28 @@ def test_bad_class_names_are_refused_before_anything_is_written(class_names, tmp
                                          r"tuple of 3 strings"):
         model.export_stable(str(tmp_path / "export"), class_names=class_names)
     assert not (tmp_path / "export").exists()
+
+
+def test_runner_exports_float32_outputs_tflite_and_label_names_after_mixed_bfloat16(tmp_path):
+    data = ring_dataset(10, 3)
+    run_config = make_config(
+        f"--data_dir={write_idx_dir(tmp_path / 'd', data)}", f"--output_dir={tmp_path / 'run'}",
+        "--mixed_precision=mixed_bfloat16", "--export_tflite", "--verbose=0",
+        "--tensorboard=false", "--steps_per_execution=5")
+    runner.run(run_config)
+    export = str(tmp_path / "run" / "export")
+    signature = tf.saved_model.load(export).signatures["serving_default"]
+    assert {name: out.dtype for name, out in signature.structured_outputs.items()} == {
+        "logits": tf.float32, "probabilities": tf.float32}
+    with open(os.path.join(export, CLASS_NAMES_FILE), encoding="utf-8") as f:
+        assert json.load(f) == list(benchmarks.CLASS_NAMES["seq-fmnist"])
+    served = signature(inputs=tf.constant(data.x_test))["logits"].numpy()
+    lite = tflite_outputs(os.path.join(export, TFLITE_FILE), data.x_test)["logits"]
+    np.testing.assert_allclose(lite, served, rtol=0,
+                               atol=4 * EPSILON["mixed_bfloat16"] * np.abs(served).max())
+
+
+def test_export_tflite_needs_an_export():
+    with pytest.raises(ValueError, match="--export_tflite=True is invalid: it needs an export, "
+                                         "but --export_dir is empty"):
+        make_config("--export_tflite", "--export_dir=")
