@@ -74,15 +74,24 @@ def _write_serving_model(model: keras.Model, path: str) -> None:
 
 
 def _float32_copy(model: keras.Model) -> keras.Model:
-    """``model`` itself if every layer computes in float32, else a float32 copy of it."""
+    """``model`` itself if every layer computes in float32, else a float32 copy of it
+    (same weights; 16-bit inputs of nested models become float32 too)."""
     if all(layer.compute_dtype == "float32" for layer in model.layers
            if not isinstance(layer, keras.layers.InputLayer)):
         return model
 
     def float32_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.Model):
+            return _float32_copy(layer)
         return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
 
-    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    def float32_input(tensor) -> keras.KerasTensor:
+        dtype = "float32" if tensor.dtype in ("bfloat16", "float16") else tensor.dtype
+        return keras.Input(batch_shape=tensor.shape, dtype=dtype)
+
+    copy = keras.models.clone_model(
+        model, input_tensors=keras.tree.map_structure(float32_input, model.input),
+        clone_function=float32_layer)
     copy.set_weights(model.get_weights())
     return copy
 

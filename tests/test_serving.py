@@ -47,11 +47,12 @@ def synced_resnet18() -> keras.Model:
 
 
 def own_backbone() -> keras.Model:
-    """A user's plain functional model on float32 features, with BatchNorm."""
+    """A user's plain functional model on float32 features, with BatchNorm and a nested
+    Sequential block."""
     inputs = keras.Input((6, 6, 2))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8)])(x)
     return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(x))
 
 
@@ -141,11 +142,12 @@ def test_tflite_file_matches_the_saved_model(backbone_fn, tmp_path):
         np.testing.assert_allclose(lite[name], served[name].numpy(), rtol=0, atol=1e-4)
 
 
-def test_tflite_of_a_mixed_precision_model_is_its_float32_computation(tmp_path):
-    model = trained(resnet18, "mixed_bfloat16")
+@pytest.mark.parametrize("backbone_fn", [resnet18, own_backbone])
+def test_tflite_of_a_mixed_precision_model_is_its_float32_computation(backbone_fn, tmp_path):
+    model = trained(backbone_fn, "mixed_bfloat16")
     model.export_stable(str(tmp_path / "export"), tflite=True)
     keras.mixed_precision.set_global_policy("float32")
-    float32_stable = resnet18()
+    float32_stable = backbone_fn()
     float32_stable.set_weights(model.stable_model.get_weights())
     x = samples(model.stable_model, 10, seed=2)
     lite = tflite_outputs(str(tmp_path / "export" / TFLITE_FILE), x)
