@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from clser_tf.model import CLASS_NAMES_FILE
-from clser_tf.sources import DatasetError, read_idx_file
+from clser_tf.sources import read_idx_file
 
 SIGNATURE = "serving_default"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -43,11 +43,9 @@ FLAGS = flags.FLAGS
 class Export:
     """A loaded export: its serving signature, input spec and recorded class names."""
 
-    path: str
     serve: Any  # the ``serving_default`` concrete function
     input_shape: tuple[int, ...]  # without the batch dimension
     input_dtype: np.dtype
-    num_classes: int
     class_names: list[str] | None
     saved_model: Any  # keeps the variables the signature reads alive
 
@@ -78,8 +76,8 @@ def load_export(path: str) -> Export:
                 and all(isinstance(name, str) for name in class_names)):
             raise ValueError(f"{names_path!r} is invalid: it must hold a list of "
                              f"{num_classes} class names.")
-    return Export(path, serve, tuple(spec.shape[1:]), np.dtype(spec.dtype.as_numpy_dtype),
-                  num_classes, class_names, saved_model)
+    return Export(serve, tuple(spec.shape[1:]), np.dtype(spec.dtype.as_numpy_dtype),
+                  class_names, saved_model)
 
 
 def image_files(paths: Sequence[str]) -> list[str]:
@@ -109,11 +107,8 @@ def image_files(paths: Sequence[str]) -> list[str]:
 def read_images(path: str, export: Export) -> np.ndarray:
     """The images of one file as ``[N, *export.input_shape]`` in the export's input dtype."""
     name = path.lower()
-    if name.endswith(IDX_SUFFIXES):
-        try:
-            images = read_idx_file(path, len(export.input_shape) + 1)
-        except DatasetError as err:
-            raise ValueError(str(err)) from None
+    if name.endswith(IDX_SUFFIXES):  # its errors are ValueErrors (DatasetError)
+        images = read_idx_file(path, len(export.input_shape) + 1)
     elif name.endswith(".npz"):
         images = _read_npz(path)
     else:
