@@ -179,14 +179,18 @@ def test_bad_class_names_are_refused_before_anything_is_written(class_names, tmp
     assert not (tmp_path / "export").exists()
 
 
-def test_runner_exports_float32_outputs_tflite_and_label_names_after_mixed_bfloat16(tmp_path):
+def test_runner_exports_float32_outputs_tflite_and_label_names_after_mixed_bfloat16(
+        tmp_path, capsys):
     data = ring_dataset(10, 3)
-    run_config = make_config(
-        f"--data_dir={write_idx_dir(tmp_path / 'd', data)}", f"--output_dir={tmp_path / 'run'}",
-        "--mixed_precision=mixed_bfloat16", "--export_tflite", "--verbose=0",
-        "--tensorboard=false", "--steps_per_execution=5")
-    runner.run(run_config)
+    argv = (f"--data_dir={write_idx_dir(tmp_path / 'd', data)}",
+            f"--output_dir={tmp_path / 'run'}", "--mixed_precision=mixed_bfloat16",
+            "--verbose=0", "--tensorboard=false", "--steps_per_execution=5")
+    runner.run(make_config(*argv))
     export = str(tmp_path / "run" / "export")
+    assert not os.path.exists(os.path.join(export, TFLITE_FILE))
+    capsys.readouterr()
+    runner.run(make_config(*argv, "--export_tflite"))  # the finished run, now with TFLite
+    assert "every task is trained" in capsys.readouterr().out  # not a deciding setting
     signature = tf.saved_model.load(export).signatures["serving_default"]
     assert {name: out.dtype for name, out in signature.structured_outputs.items()} == {
         "logits": tf.float32, "probabilities": tf.float32}
