@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from clser_tf.buffer import ReservoirBuffer
+from clser_tf.multi_step import multi_step_function
 
 # Random streams of one step; each draw is keyed on (seed, stream, global step).
 REPLAY_STREAM, AUGMENT_STREAM, RESERVOIR_STREAM, PLASTIC_STREAM, STABLE_STREAM = range(5)
@@ -282,6 +283,23 @@ class CLSER(keras.Model):
             if self.optimizer is not None and not self.optimizer.built:
                 self.optimizer.build(self.trainable_variables)
             self._post_build()
+
+    def make_train_function(self, force=False):
+        """Keras's, except that several steps per call run in :mod:`clser_tf.multi_step`'s
+        loop, which works under every strategy (Keras 3.15's fails under collective ones)."""
+        if self.train_function is None or force:
+            super().make_train_function(force=True)
+            if self.steps_per_execution > 1 and not self.run_eagerly:
+                self.train_function = multi_step_function(self, self.train_step)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        """As :meth:`make_train_function`, for ``evaluate``."""
+        if self.test_function is None or force:
+            super().make_test_function(force=True)
+            if self.steps_per_execution > 1 and not self.run_eagerly:
+                self.test_function = multi_step_function(self, self.test_step)
+        return self.test_function
 
     @property
     def metrics(self):

@@ -47,14 +47,18 @@ HEADLINE_MODEL = "stable"
 
 
 def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
-    """The benchmark's backbone wrapped in a compiled ``CLSER`` with the run's settings."""
+    """The benchmark's backbone wrapped in a compiled ``CLSER`` with the run's settings
+    (call it inside the strategy's scope)."""
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     if (config.backbone or benchmark.backbone) == "mlp":
         backbone = backbones.mlp(benchmark.input_shape, benchmark.num_classes)
     else:
-        backbone = backbones.resnet18(benchmark.input_shape, benchmark.num_classes,
-                                      benchmark.mean, benchmark.std,
-                                      base_filters=config.resnet_base_filters)
+        # Under several replicas BatchNorm takes its statistics over the global batch, as
+        # on one device (per-replica statistics would train a different model).
+        backbone = backbones.resnet18(
+            benchmark.input_shape, benchmark.num_classes, benchmark.mean, benchmark.std,
+            base_filters=config.resnet_base_filters,
+            sync_batch_norm=tf.distribute.get_strategy().num_replicas_in_sync > 1)
     model = CLSER(
         backbone, buffer_size=config.buffer_size, replay_batch_size=config.replay_batch_size,
         reg_weight=config.reg_weight,

@@ -31,6 +31,15 @@ def main_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
             *extra]
 
 
+def shipped_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
+    """The default benchmark's flagfile as shipped (--steps_per_execution=50 among the
+    runner's defaults), on tiny data."""
+    return [sys.executable, "-m", "clser_tf.main",
+            f"--flagfile={os.path.join(ROOT, 'flags', 'fmnist.cfg')}",
+            f"--data_dir={data_dir}", f"--output_dir={output_dir}", "--eval_batch_size=50",
+            "--verbose=0", *extra]
+
+
 def run_all(commands: list[tuple[list[str], dict]]) -> list[subprocess.CompletedProcess]:
     """Starts every command, waits for all (bounded), and always cleans them up."""
     procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
@@ -54,13 +63,13 @@ def test_two_workers_equal_one_device_and_only_the_chief_writes(tmp_path):
 
     def worker_commands() -> list[tuple[list[str], dict]]:
         cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in worker_dirs]}
-        return [(main_command(data_dir, str(out_dir), "--strategy=multi_worker",
-                              f"--checkpoint_dir={shared}"),
+        return [(shipped_command(data_dir, str(out_dir), "--strategy=multi_worker",
+                                  f"--checkpoint_dir={shared}"),
                  dict(os.environ, TF_CONFIG=json.dumps(
                      {"cluster": cluster, "task": {"type": "worker", "index": i}})))
                 for i, out_dir in enumerate(worker_dirs)]
 
-    run_all([(main_command(data_dir, str(tmp_path / "single")), dict(os.environ)),
+    run_all([(shipped_command(data_dir, str(tmp_path / "single")), dict(os.environ)),
              *worker_commands()])
 
     assert not worker_dirs[1].exists()  # the non-chief wrote nothing

@@ -1,0 +1,66 @@
+"""Several train (or test) steps per compiled call, with no ``tf.cond`` around the step.
+
+Keras 3.15's own multi-step function (``TensorFlowTrainer._make_function``) runs each
+step inside a ``tf.cond`` within its ``tf.while_loop``. Under a strategy whose step holds
+collective ops (``MirroredStrategy`` with its default ``CollectiveAllReduce``, which it
+picks on CPUs, and ``MultiWorkerMirroredStrategy`` always) that graph fails at run time
+with "You must feed a value for placeholder tensor 'while/body/.../while/cond/Placeholder'"
+(keras-team/keras#19246), even for a stock ``Sequential`` model. That ``tf.cond`` repeats a
+test the loop's own condition already makes (fewer than ``steps_per_execution`` steps
+done, and the iterator has another batch), so this loop drops it; only fetching the next
+batch stays conditional, and that branch holds no step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras.src.backend.tensorflow.trainer import reduce_per_replica
+
+
+def multi_step_function(model: keras.Model, step: Callable[[Any], Any]
+                        ) -> Callable[[Any], Any]:
+    """Keras's ``train_function``/``test_function`` contract for ``step`` (a
+    ``train_step``/``test_step``): called with a (distributed) iterator, it runs up to
+    ``model.steps_per_execution`` steps in one ``tf.function`` and returns the last step's
+    logs, or raises ``StopIteration`` if the iterator had no batch left.
+    """
+    strategy = model.distribute_strategy
+    steps = model.steps_per_execution
+
+    def one_step(data):
+        return reduce_per_replica(strategy.run(step, args=(data,)), strategy,
+                                  reduction="auto")
+
+    one_step = model._autoconvert_optionals(  # Keras's handling of None inputs
+        tf.function(one_step, reduce_retracing=True, jit_compile=model.jit_compile))
+
+    @tf.function(reduce_retracing=True)
+    def run_steps(iterator):
+        no_outputs = tf.experimental.Optional.empty(None)  # its spec is set while tracing
+
+        def more(done, outputs, batch):
+            return tf.logical_and(done < steps, batch.has_value())
+
+        def one_more(done, outputs, batch):
+            outputs = tf.experimental.Optional.from_value(one_step(batch.get_value()))
+            no_outputs._element_spec = outputs.element_spec
+            # The next batch is fetched only if this call runs another step.
+            batch = tf.cond(done + 1 < steps, iterator.get_next_as_optional, lambda: batch)
+            return done + 1, outputs, batch
+
+        _, outputs, _ = tf.while_loop(
+            more, one_more, [tf.constant(0), no_outputs, iterator.get_next_as_optional()])
+        outputs._element_spec = no_outputs.element_spec
+        return outputs
+
+    def function(iterator):
+        outputs = run_steps(iterator)
+        if not outputs.has_value():
+            raise StopIteration
+        return outputs.get_value()
+
+    return function
