@@ -64,6 +64,7 @@ class Benchmark:
     setting: str = "class-il"
     task_il: bool = True
     details: dict = dataclasses.field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None  # of the labels, when known (for the export)
 
 
 def _load_fmnist(data_dir: str | None) -> sources.ArrayDataset:
@@ -130,6 +131,14 @@ _SPECS = {
                          (0.2770, 0.2691, 0.2821), _load_tinyimg),
 }
 
+# Label names of the datasets that have them, by ``_SPECS`` entry (recorded in the export).
+CLASS_NAMES = {
+    "seq-fmnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"),
+    "seq-mnist": tuple(str(digit) for digit in range(10)),
+    "seq-cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                    "ship", "truck"),
+}
 DOMAIN_IL_TRANSFORMS = {"perm-mnist": "permutation", "rot-mnist": "rotation"}
 GENERAL_CONTINUAL = ("mnist-360",)
 GCIL = ("gcil-cifar100",)
@@ -212,7 +221,8 @@ def _with_spec(spec_name: str, name: str, tasks: tuple[Task, ...], **fields) -> 
     """A benchmark with the input, backbone and normalisation of ``_SPECS[spec_name]``."""
     spec = _SPECS[spec_name]
     return Benchmark(name, spec.input_shape, spec.num_classes, tasks, spec.backbone,
-                     spec.augment, spec.mean, spec.std, **fields)
+                     spec.augment, spec.mean, spec.std, class_names=CLASS_NAMES.get(spec_name),
+                     **fields)
 
 
 def _domain_il(name: str, data: sources.ArrayDataset, source: str, seed: int) -> Benchmark:

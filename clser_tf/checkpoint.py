@@ -36,8 +36,8 @@ PREFIX = "ckpt"
 
 # RunConfig fields that do not change what a run computes: they may differ between a run
 # and its resumption. Every other field decides the run and must match its checkpoint.
-NON_DECIDING_FIELDS = ("output_dir", "export_dir", "tensorboard", "log_every_steps",
-                       "verbose", "steps_per_execution", "checkpoint_dir",
+NON_DECIDING_FIELDS = ("output_dir", "export_dir", "export_tflite", "tensorboard",
+                       "log_every_steps", "verbose", "steps_per_execution", "checkpoint_dir",
                        "checkpoint_every_steps", "keep_checkpoints", "restart", "deterministic")
 
 

@@ -42,6 +42,8 @@ flags.DEFINE_list("eval_models", list(MODEL_NAMES), "Models evaluated after each
 flags.DEFINE_integer("eval_batch_size", 1000, "Batch size of evaluation.")
 flags.DEFINE_string("export_dir", None, "SavedModel of the stable model "
                     "(default: <output_dir>/export); empty string: no export.")
+flags.DEFINE_boolean("export_tflite", False, "Also write <export_dir>/stable.tflite: the "
+                     "stable model for TFLite (float32), with the SavedModel's signature.")
 flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard logs under <output_dir>/tensorboard.")
 flags.DEFINE_integer("log_every_steps", 100, "TensorBoard logging period of the step metrics.")
 flags.DEFINE_integer("steps_per_execution", 50, "Train steps per compiled call (speed only).")
@@ -108,6 +110,7 @@ class RunConfig:
     eval_models: tuple[str, ...]
     eval_batch_size: int
     export_dir: str | None
+    export_tflite: bool
     tensorboard: bool
     log_every_steps: int
     steps_per_execution: int
@@ -208,6 +211,8 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
     if export_dir is not None and os.path.exists(export_dir):
         _require(os.path.isdir(export_dir), "export_dir", export_dir,
                  "it exists and is not a directory")
+    _require(not values.export_tflite or export_dir is not None, "export_tflite", True,
+             "it needs an export, but --export_dir is empty")
     return RunConfig(
         benchmark=values.benchmark, data_dir=values.data_dir, seed=values.seed,
         output_dir=output_dir, buffer_size=values.buffer_size, lr=values.lr,
@@ -217,6 +222,7 @@ def config_from_flags(values: flags.FlagValues) -> RunConfig:
         plastic_alpha=values.plastic_alpha, plastic_update_freq=values.plastic_update_freq,
         eval_models=tuple(dict.fromkeys(values.eval_models)),
         eval_batch_size=values.eval_batch_size, export_dir=export_dir,
+        export_tflite=values.export_tflite,
         tensorboard=values.tensorboard, log_every_steps=values.log_every_steps,
         steps_per_execution=values.steps_per_execution, fused_forward=values.fused_forward,
         mixed_precision=values.mixed_precision, strategy=values.strategy,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+import json
+import os
+import tempfile
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -15,6 +18,11 @@ from clser_tf.multi_step import multi_step_function
 # Random streams of one step; each draw is keyed on (seed, stream, global step).
 REPLAY_STREAM, AUGMENT_STREAM, RESERVOIR_STREAM, PLASTIC_STREAM, STABLE_STREAM = range(5)
 _NUM_STREAMS = 8
+
+# Files of an export beside the SavedModel's own (``assets.extra`` is the SavedModel
+# format's folder for files that the graph does not load).
+CLASS_NAMES_FILE = os.path.join("assets.extra", "class_names.json")
+TFLITE_FILE = "stable.tflite"
 
 
 def stream_seed(seed: int | tf.Tensor, stream: int, step: int | tf.Tensor) -> tf.Tensor:
@@ -44,6 +52,63 @@ def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
     return int(value)
+
+
+def _write_serving_model(model: keras.Model, path: str) -> None:
+    """``model`` as a SavedModel: ``serving_default`` returns named float32 ``logits`` and
+    ``probabilities``, ``serve`` the float32 logits, both on the model's raw input."""
+    spec = model.inputs[0]
+    signature = [tf.TensorSpec(spec.shape, spec.dtype, name="inputs")]
+
+    def logits(x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(model(x, training=False), tf.float32)
+
+    def outputs(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        z = logits(x)
+        return {"logits": z, "probabilities": tf.nn.softmax(z)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", outputs, input_signature=signature)
+    archive.add_endpoint("serve", logits, input_signature=signature)
+    archive.write_out(path, verbose=False)
+
+
+def _float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` itself if every layer computes in float32, else a float32 copy of it
+    (same weights; 16-bit inputs of nested models become float32 too)."""
+    if all(layer.compute_dtype == "float32" for layer in model.layers
+           if not isinstance(layer, keras.layers.InputLayer)):
+        return model
+
+    def float32_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.Model):
+            return _float32_copy(layer)
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    def float32_input(tensor) -> keras.KerasTensor:
+        dtype = "float32" if tensor.dtype in ("bfloat16", "float16") else tensor.dtype
+        return keras.Input(batch_shape=tensor.shape, dtype=dtype)
+
+    copy = keras.models.clone_model(
+        model, input_tensors=keras.tree.map_structure(float32_input, model.input),
+        clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _write_tflite(model: keras.Model, path: str) -> None:
+    """``path/stable.tflite`` converted from the SavedModel of ``model`` at ``path``, or
+    from a float32 copy of ``model`` if it computes in 16 bits (TFLite has no such ops)."""
+    float32_model = _float32_copy(model)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = path
+        if float32_model is not model:
+            _write_serving_model(float32_model, scratch)
+            source = scratch
+        tflite_model = tf.lite.TFLiteConverter.from_saved_model(source).convert()
+    with open(os.path.join(path, TFLITE_FILE), "wb") as f:
+        f.write(tflite_model)
 
 
 class _ReplicaSlices:
@@ -410,15 +475,38 @@ class CLSER(keras.Model):
         return self.stable_model(x, training=False)
 
     # ----------------------------------------------------------------- export and config
-    def export_stable(self, path: str) -> None:
-        """Writes the stable model as a SavedModel whose ``serve(x)`` returns its logits."""
-        spec = self.stable_model.inputs[0]
-        archive = keras.export.ExportArchive()
-        archive.track(self.stable_model)
-        archive.add_endpoint(
-            "serve", lambda x: self.stable_model(x, training=False),
-            input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name="inputs")])
-        archive.write_out(path, verbose=False)
+    def export_stable(self, path: str, *, tflite: bool = False,
+                      class_names: Sequence[str] | None = None) -> None:
+        """Writes the stable model as a SavedModel at ``path`` (see README, "Serving").
+
+        Its ``serving_default`` signature takes the backbone's raw input (``inputs``: its
+        dtype and shape, batch dimension free) and returns ``logits`` and
+        ``probabilities`` (softmax); ``serve(x)`` returns the logits. Outputs are float32
+        whatever the dtype policy the model computes in.
+
+        Args:
+            path: the SavedModel directory (overwritten, with the two files below).
+            tflite: also write ``path/stable.tflite`` with the same signature. TFLite has
+                no 16-bit compute, so under a mixed policy it is converted from a float32
+                copy of the stable model (same weights).
+            class_names: ``num_classes`` names, written to
+                ``path/assets.extra/class_names.json``, which ``clser_tf.predict`` prints.
+        """
+        if class_names is not None and not (
+                isinstance(class_names, (list, tuple)) and len(class_names) == self.num_classes
+                and all(isinstance(name, str) for name in class_names)):
+            raise ValueError(f"class_names={class_names!r} is invalid: it must be a list or "
+                             f"tuple of {self.num_classes} strings, one per class.")
+        _write_serving_model(self.stable_model, path)
+        for name, wanted in ((CLASS_NAMES_FILE, class_names is not None), (TFLITE_FILE, tflite)):
+            if not wanted and os.path.exists(os.path.join(path, name)):
+                os.remove(os.path.join(path, name))  # left by an earlier export there
+        if class_names is not None:
+            os.makedirs(os.path.join(path, os.path.dirname(CLASS_NAMES_FILE)), exist_ok=True)
+            with open(os.path.join(path, CLASS_NAMES_FILE), "w", encoding="utf-8") as f:
+                json.dump(list(class_names), f, indent=1)
+        if tflite:
+            _write_tflite(self.stable_model, path)
 
     def get_config(self):
         return {

@@ -403,7 +403,8 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
         if writer is not None:
             writer.flush()
     if config.export_dir:
-        model.export_stable(config.export_dir)
+        model.export_stable(config.export_dir, tflite=config.export_tflite,
+                            class_names=benchmark.class_names)
     results["timings"]["total_s"] = time.perf_counter() - session.run_tick
     session.save()
     print(f"results: {session.results_path}" + (f"  export: {config.export_dir}"

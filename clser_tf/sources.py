@@ -52,7 +52,7 @@ def _find_idx_file(directory: str, name: str) -> str:
     raise DatasetError(f"IDX file not found: looked at {candidates}. {_IDX_HELP}")
 
 
-def _read_idx_file(path: str, ndim: int) -> np.ndarray:
+def read_idx_file(path: str, ndim: int) -> np.ndarray:
     """Reads one uint8 IDX file of ``ndim`` dimensions (plain or gzipped)."""
     try:
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
@@ -88,8 +88,8 @@ def read_idx_dir(path: str) -> ArrayDataset:
     for images_name, labels_name in _IDX_SPLITS.values():
         images_path = _find_idx_file(path, images_name)
         labels_path = _find_idx_file(path, labels_name)
-        images = _read_idx_file(images_path, 3)
-        labels = _read_idx_file(labels_path, 1)
+        images = read_idx_file(images_path, 3)
+        labels = read_idx_file(labels_path, 1)
         if len(images) != len(labels):
             raise DatasetError(f"{images_path!r} holds {len(images)} images but {labels_path!r} "
                                f"holds {len(labels)} labels.")
