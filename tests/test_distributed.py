@@ -9,31 +9,14 @@ import tensorflow as tf
 
 from clser_tf import model as model_module
 from clser_tf.model import CLSER
+from helpers import tiny_bn_cnn, tiny_mlp
 
-NUM_CLASSES = 4
 
 
 def mirrored() -> tf.distribute.MirroredStrategy:
     """Two logical CPUs, reducing on one device (see BUILD_NOTES: CPU collectives)."""
     return tf.distribute.MirroredStrategy(
         ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
-
-
-def mlp() -> keras.Model:
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input((6,))
-    hidden = keras.layers.Dense(16, activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(hidden))
-
-
-def bn_cnn(synchronized: bool) -> keras.Model:
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input((8, 8, 3), dtype="uint8")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization(synchronized=synchronized)(x)
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
-    return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(x))
 
 
 def tasks(input_shape, dtype, seed=0):
@@ -71,9 +54,9 @@ def replica_values(variable) -> list[np.ndarray]:
 
 
 def test_mirrored_mlp_equals_one_device():
-    single = train(tf.distribute.get_strategy(), mlp, (6,), "float32")
+    single = train(tf.distribute.get_strategy(), tiny_mlp, (6,), "float32")
     strategy = mirrored()
-    double = train(strategy, mlp, (6,), "float32")
+    double = train(strategy, tiny_mlp, (6,), "float32")
     assert max_weight_difference(single, double) < 1e-5
     with strategy.scope():
         for name in ("inputs", "labels", "num_seen"):
@@ -85,8 +68,8 @@ def test_mirrored_mlp_equals_one_device():
 
 
 def test_mirrored_logs_the_global_loss_terms():
-    single = train(tf.distribute.get_strategy(), mlp, (6,), "float32")
-    double = train(mirrored(), mlp, (6,), "float32")
+    single = train(tf.distribute.get_strategy(), tiny_mlp, (6,), "float32")
+    double = train(mirrored(), tiny_mlp, (6,), "float32")
     x, y = next(tasks((6,), "float32", seed=1))
     logs_single = single.fit(x, y, batch_size=8, shuffle=False, verbose=0).history
     logs_double = double.fit(x, y, batch_size=8, shuffle=False, verbose=0).history
@@ -96,7 +79,7 @@ def test_mirrored_logs_the_global_loss_terms():
 
 def test_per_replica_random_draws_break_the_equality(monkeypatch):
     """The equality test can fail: seeds that differ per replica (a naive port) diverge."""
-    single = train(tf.distribute.get_strategy(), mlp, (6,), "float32")
+    single = train(tf.distribute.get_strategy(), tiny_mlp, (6,), "float32")
     original = model_module.stream_seed
 
     def per_replica_seed(seed, stream, step):
@@ -104,21 +87,21 @@ def test_per_replica_random_draws_break_the_equality(monkeypatch):
         return original(seed, stream, step) + tf.cast([replica, 0], tf.int64)
 
     monkeypatch.setattr(model_module, "stream_seed", per_replica_seed)
-    broken = train(mirrored(), mlp, (6,), "float32")
+    broken = train(mirrored(), tiny_mlp, (6,), "float32")
     assert max_weight_difference(single, broken) > 1e-3
 
 
 def test_mirrored_sync_batch_norm_cnn_matches_one_device_within_tolerance():
-    single = train(tf.distribute.get_strategy(), lambda: bn_cnn(True), (8, 8, 3), "uint8",
+    single = train(tf.distribute.get_strategy(), lambda: tiny_bn_cnn(True), (8, 8, 3), "uint8",
                    replay_augment=None)
-    double = train(mirrored(), lambda: bn_cnn(True), (8, 8, 3), "uint8")
+    double = train(mirrored(), lambda: tiny_bn_cnn(True), (8, 8, 3), "uint8")
     assert max_weight_difference(single, double) < 1e-4
     np.testing.assert_array_equal(double.buffer.stored_inputs().numpy(), single.buffer.stored_inputs().numpy())
 
 
 def test_export_from_strategy_scope_serves_without_strategy(tmp_path):
     strategy = mirrored()
-    model = train(strategy, mlp, (6,), "float32")
+    model = train(strategy, tiny_mlp, (6,), "float32")
     with strategy.scope():
         model.export_stable(str(tmp_path / "export"))
     x = np.random.default_rng(5).normal(size=(5, 6)).astype(np.float32)

@@ -3,24 +3,18 @@ trains, only the chief writes files, and every worker resumes from the chief's c
 
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
+from helpers import free_port
 from test_sources import random_dataset, write_cifar_dir, write_idx_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
@@ -41,20 +35,9 @@ def shipped_command(data_dir: str, output_dir: str, *extra: str,
             "--verbose=0", *extra]
 
 
-def run_all(commands: list[tuple[list[str], dict]]) -> list[subprocess.CompletedProcess]:
-    """Starts every command, waits for all (bounded), and always cleans them up."""
-    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for cmd, env in commands]
-    try:
-        outputs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
-    return outputs
+def run_all(commands: list[tuple[list[str], dict]]) -> list[str]:
+    """Runs every command from the repository root (see helpers.run_all)."""
+    return helpers.run_all(commands, cwd=ROOT, timeout_s=TIMEOUT_S)
 
 
 def worker_envs(count: int) -> list[dict]:

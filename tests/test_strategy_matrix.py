@@ -20,8 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 
@@ -35,33 +33,19 @@ import tensorflow as tf  # noqa: E402
 from clser_tf.augment import RandomCropFlip  # noqa: E402
 from clser_tf.distribution import make_strategy  # noqa: E402
 from clser_tf.model import CLSER  # noqa: E402
+from helpers import free_port, run_all, tiny_bn_cnn, tiny_mlp  # noqa: E402
 
-NUM_CLASSES = 4
 BATCH, STEPS_PER_EPOCH = 8, 6
 TOLERANCE = {"mlp": 1e-5, "bn_cnn": 1e-4}
 CELLS = list(itertools.product(("mlp", "bn_cnn"), (1, 4), (False, True)))
 TIMEOUT_S = 420
 
 
-def _backbone(kind: str) -> keras.Model:
-    keras.utils.set_random_seed(3)
-    if kind == "mlp":
-        inputs = keras.Input((6,))
-        hidden = keras.layers.Dense(16, activation="relu")(inputs)
-        return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(hidden))
-    inputs = keras.Input((8, 8, 3), dtype="uint8")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization(synchronized=True)(x)
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
-    return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(x))
-
-
 def _model(strategy: tf.distribute.Strategy, kind: str, steps_per_execution: int) -> CLSER:
     augment = {} if kind == "mlp" else dict(replay_augment=RandomCropFlip(padding=2),
                                            augment_current_batch=True)
     with strategy.scope():
-        model = CLSER(_backbone(kind), buffer_size=20, replay_batch_size=6, reg_weight=0.5,
+        model = CLSER(tiny_mlp() if kind == "mlp" else tiny_bn_cnn(synchronized=True), buffer_size=20, replay_batch_size=6, reg_weight=0.5,
                       stable_alpha=0.9, stable_update_freq=0.6, plastic_alpha=0.8,
                       plastic_update_freq=0.9, seed=7, **augment)
         model.compile(optimizer=keras.optimizers.SGD(0.05),
@@ -173,31 +157,14 @@ def test_evaluate_with_several_steps_per_call_under_mirrored():
     assert results[1] == pytest.approx(results[0], abs=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_multi_worker_cells_equal_one_device(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
     out = tmp_path / "cells.npz"
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    procs = [subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), str(i), str(out)],
-        env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
-                                            "task": {"type": "worker", "index": i}})),
-        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    run_all([([sys.executable, os.path.abspath(__file__), str(i), str(out)],
+              dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
+                                              "task": {"type": "worker", "index": i}})))
+             for i in range(2)], cwd=str(tmp_path), timeout_s=TIMEOUT_S)
     saved = np.load(out)
     for cell in CELLS:
         name = cell_name(*cell)
