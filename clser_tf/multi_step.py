@@ -31,6 +31,7 @@ def multi_step_function(model: keras.Model, step: Callable[[Any], Any]
     strategy = model.distribute_strategy
     steps = model.steps_per_execution
 
+    @tf.autograph.experimental.do_not_convert  # as Keras's: the step is traced as written
     def one_step(data):
         return reduce_per_replica(strategy.run(step, args=(data,)), strategy,
                                   reduction="auto")
@@ -39,6 +40,7 @@ def multi_step_function(model: keras.Model, step: Callable[[Any], Any]
         tf.function(one_step, reduce_retracing=True, jit_compile=model.jit_compile))
 
     @tf.function(reduce_retracing=True)
+    @tf.autograph.experimental.do_not_convert
     def run_steps(iterator):
         no_outputs = tf.experimental.Optional.empty(None)  # its spec is set while tracing
 
