@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from clser_tf import gcil, mnist360, sources
+from clser_tf.errors import DatasetError
 from clser_tf.image_transforms import TaskTransform, draw_task_transforms, rotate
 
 DEFAULT_FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -73,11 +74,11 @@ def _load_fmnist(data_dir: str | None) -> sources.ArrayDataset:
         return sources.read_idx_dir(data_dir)
     try:
         return sources.read_idx_dir(DEFAULT_FMNIST_DIR)
-    except sources.DatasetError as dir_error:
+    except DatasetError as dir_error:
         try:
             return sources.load_tfds("fashion_mnist")
-        except sources.DatasetError as tfds_error:
-            raise sources.DatasetError(
+        except DatasetError as tfds_error:
+            raise DatasetError(
                 f"Fashion-MNIST not found anywhere. 1) {DEFAULT_FMNIST_DIR!r}: {dir_error} "
                 f"2) tfds 'fashion_mnist': {tfds_error}") from tfds_error
 
@@ -90,7 +91,7 @@ def _load_dir_or_tfds(reader: Callable[[str], sources.ArrayDataset], tfds_name: 
 
 def _load_tinyimg(data_dir: str | None) -> sources.ArrayDataset:
     if data_dir is None:
-        raise sources.DatasetError(
+        raise DatasetError(
             "seq-tinyimg needs data_dir (tensorflow-datasets has no Tiny ImageNet): download "
             "http://cs231n.stanford.edu/tiny-imagenet-200.zip, unzip it and pass "
             "--data_dir=<the tiny-imagenet-200 folder or its parent>.")
@@ -152,11 +153,11 @@ def _check_data(name: str, spec: _Spec, data: sources.ArrayDataset) -> None:
     """Raises DatasetError unless images have the benchmark's shape and labels its range."""
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         if x.shape[1:] != spec.input_shape:
-            raise sources.DatasetError(f"{name}: {split} images have shape {x.shape[1:]}; "
+            raise DatasetError(f"{name}: {split} images have shape {x.shape[1:]}; "
                                        f"expected {spec.input_shape}.")
         bad = y[(y < 0) | (y >= spec.num_classes)]
         if bad.size:
-            raise sources.DatasetError(f"{name}: {split} label {bad[0]} is outside "
+            raise DatasetError(f"{name}: {split} label {bad[0]} is outside "
                                        f"[0, {spec.num_classes}).")
 
 
@@ -204,7 +205,7 @@ def load_benchmark(name: str, data_dir: str | None = None, *, source: str | None
                   for k in range(spec.num_tasks))
     for k, task in enumerate(tasks):
         if not len(task.y_train):
-            raise sources.DatasetError(f"{name}: task {k} (classes {task.classes}) has no "
+            raise DatasetError(f"{name}: task {k} (classes {task.classes}) has no "
                                        f"training samples in the loaded data.")
     return _with_spec(name, name, tasks)
 
@@ -249,7 +250,7 @@ def _mnist360(name: str, data: sources.ArrayDataset, source: str) -> Benchmark:
     for digit in range(mnist360.NUM_DIGITS):
         train, test = data.y_train == digit, data.y_test == digit
         if not train.any() or not test.any():
-            raise sources.DatasetError(f"{name}: digit {digit} has {train.sum()} training and "
+            raise DatasetError(f"{name}: digit {digit} has {train.sum()} training and "
                                        f"{test.sum()} test samples; it needs both.")
         x_test = rotate(data.x_test[test], mnist360.evaluation_angles(int(test.sum()))).numpy()
         tasks.append(Task((digit,), data.x_train[train], data.y_train[train], x_test,
@@ -280,7 +281,7 @@ def _gcil(name: str, data: sources.ArrayDataset, weight_dist: str, gcil_seed: in
         seen = max(seen, int(label_of[list(phase.classes)].max()) + 1)
         cut = int(((y_test >= 0) & (y_test < seen)).sum())
         if cut == 0:
-            raise sources.DatasetError(f"{name}: phase {t} has no test samples of its classes.")
+            raise DatasetError(f"{name}: phase {t} has no test samples of its classes.")
         tasks.append(Task(tuple(int(label_of[c]) for c in phase.classes),
                           data.x_train[phase.train_indices],
                           label_of[data.y_train[phase.train_indices]],

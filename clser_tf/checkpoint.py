@@ -28,26 +28,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from clser_tf.sources import first_line
+from clser_tf.config import RunConfig, deciding_settings
+from clser_tf.errors import CheckpointError, TrainingDiverged, first_line
 
 RUN_STATE_FORMAT = "clser_tf run state"
 RUN_STATE_VERSION = 1
 PREFIX = "ckpt"
-
-# RunConfig fields that do not change what a run computes: they may differ between a run
-# and its resumption. Every other field decides the run and must match its checkpoint.
-NON_DECIDING_FIELDS = ("output_dir", "export_dir", "export_tflite", "tensorboard",
-                       "log_every_steps", "verbose", "steps_per_execution", "checkpoint_dir",
-                       "checkpoint_every_steps", "keep_checkpoints", "restart", "deterministic")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed (corrupt, foreign, or from other settings)."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the weights became non-finite; no checkpoint was written of that state."""
-
 
 def write_json(path: str, payload: Any) -> None:
     """Writes ``payload`` atomically: a temporary file renamed over ``path``."""
@@ -55,19 +41,6 @@ def write_json(path: str, payload: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=1)
     os.replace(tmp, path)
-
-
-def deciding_config(config: Any) -> dict[str, Any]:
-    """The settings of ``config`` (a RunConfig) that decide the run, JSON-ready."""
-    values = {}
-    for field in dataclasses.fields(config):
-        if field.name in NON_DECIDING_FIELDS:
-            continue
-        value = getattr(config, field.name)
-        if field.name == "data_dir" and value is not None:
-            value = os.path.abspath(value)
-        values[field.name] = list(value) if isinstance(value, tuple) else value
-    return values
 
 
 def _flag(value: Any) -> str:
@@ -95,7 +68,7 @@ class RunState:
         return self.global_step - self.task_start_step
 
 
-def find_run_state(directory: str, config: Any) -> RunState | None:
+def find_run_state(directory: str, config: RunConfig) -> RunState | None:
     """The newest checkpoint's run state in ``directory``, checked against ``config``.
 
     None when the directory holds no checkpoint state file. Raises
@@ -118,7 +91,7 @@ def find_run_state(directory: str, config: Any) -> RunState | None:
     if not os.path.isabs(path):
         path = os.path.join(directory, path)
     payload = _read_run_state(path)
-    _check_config(payload["config"], deciding_config(config), directory)
+    _check_config(payload["config"], deciding_settings(config), directory)
     return RunState(path, payload["global_step"], payload["task"], payload["task_start_step"],
                     payload["results"], payload["extra"])
 
@@ -191,7 +164,7 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ writing
     def write(self, *, task: int, task_start_step: int, results: dict[str, Any],
-              extra: dict[str, Any], config: Any) -> str:
+              extra: dict[str, Any], config: RunConfig) -> str:
         """Writes checkpoint ``n + 1`` of the current model and optimizer; returns its path.
 
         Raises :class:`TrainingDiverged` instead when a weight is not finite, so the
@@ -213,7 +186,7 @@ class Checkpointer:
         write_json(path + ".json", {
             "format": RUN_STATE_FORMAT, "version": RUN_STATE_VERSION,
             "global_step": step, "task": task, "task_start_step": task_start_step,
-            "config": deciding_config(config), "extra": extra, "results": results})
+            "config": deciding_settings(config), "extra": extra, "results": results})
         saved = self._manager.save(checkpoint_number=number)
         self.last_step = step
         kept = {os.path.basename(p) for p in self._manager.checkpoints}

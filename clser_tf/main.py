@@ -12,13 +12,13 @@ import sys
 
 from absl import app, flags, logging
 
-from clser_tf.checkpoint import CheckpointError, TrainingDiverged
-from clser_tf.config import config_from_flags
+from clser_tf import cli
 from clser_tf.distribution import make_strategy
-from clser_tf.runner import Interrupted, run
-from clser_tf.sources import DatasetError
+from clser_tf.errors import USER_ERRORS, Interrupted, error_line
+from clser_tf.runner import run
 
 FLAGS = flags.FLAGS
+cli.define_flags(FLAGS)
 
 
 def main(argv: list[str]) -> None:
@@ -27,26 +27,18 @@ def main(argv: list[str]) -> None:
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the results
     try:
-        config = config_from_flags(FLAGS)
+        config = cli.config_from_flags(FLAGS)
         strategy = make_strategy(config.strategy)  # before any other TensorFlow work
     except ValueError as error:
-        sys.exit(f"clser_tf: error: {error}")
+        sys.exit(error_line(error))
     try:
         run(config, strategy)
-    except (DatasetError, CheckpointError, TrainingDiverged) as error:
-        sys.exit(f"clser_tf: error: {error}")
+    except USER_ERRORS as error:
+        sys.exit(error_line(error))
     except Interrupted as interrupted:
         print(f"clser_tf: {interrupted}", file=sys.stderr, flush=True)
         sys.exit(interrupted.exit_code)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with a bad flag reported as one line (absl adds a usage hint)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        sys.exit("clser_tf: error: " + "; ".join(str(error).strip().splitlines()))
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -34,11 +34,11 @@ from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
 from clser_tf.benchmarks import (Benchmark, Task, general_stream, held_out_slice,
                                  load_benchmark, test_stream, train_stream)
-from clser_tf.checkpoint import (CheckpointError, Checkpointer, RunState, TrainingDiverged,
-                                 find_run_state, finite, write_json)
+from clser_tf.checkpoint import Checkpointer, RunState, find_run_state, finite, write_json
 from clser_tf.config import RunConfig
 from clser_tf.curve import AccuracyCurve
 from clser_tf.distribution import is_chief
+from clser_tf.errors import CheckpointError, Interrupted, TrainingDiverged
 from clser_tf.evaluation import Evaluator, summarize
 from clser_tf.heatmap import accuracy_heatmap, heatmap_png
 from clser_tf.model import CLSER
@@ -60,13 +60,9 @@ def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
             base_filters=config.resnet_base_filters,
             sync_batch_norm=tf.distribute.get_strategy().num_replicas_in_sync > 1)
     model = CLSER(
-        backbone, buffer_size=config.buffer_size, replay_batch_size=config.replay_batch_size,
-        reg_weight=config.reg_weight,
-        stable_alpha=config.stable_alpha, stable_update_freq=config.stable_update_freq,
-        plastic_alpha=config.plastic_alpha, plastic_update_freq=config.plastic_update_freq,
+        backbone, **dataclasses.asdict(config.clser),
         replay_augment=RandomCropFlip() if benchmark.augment else None,
-        augment_current_batch=benchmark.augment, seed=config.seed,
-        fused_forward=config.fused_forward)
+        augment_current_batch=benchmark.augment, seed=config.seed)
     model.compile(optimizer=keras.optimizers.SGD(config.lr),
                   steps_per_execution=config.steps_per_execution)
     return model
@@ -91,16 +87,6 @@ def _final_table(models: dict) -> str:
                         f"{fmt(summary['forgetting'])} {fmt(summary['backward_transfer'])} "
                         f"{fmt(summary['forward_transfer'])}")
     return "\n".join(rows)
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the run; a checkpoint of where it stopped was written."""
-
-    def __init__(self, signum: int, step: int, checkpoint_dir: str):
-        self.exit_code = 128 + signum  # what a shell reports for a death by that signal
-        super().__init__(
-            f"stopped by {signal.Signals(signum).name} at global step {step}; the checkpoint "
-            f"is in {checkpoint_dir!r}. Run the same command again to resume.")
 
 
 class _StopRequest:
@@ -295,8 +281,8 @@ def run(config: RunConfig,
     """Runs the experiment and returns what it writes to ``<output_dir>/results.json``.
 
     Resumes from the newest checkpoint in ``config.checkpoint_dir`` unless
-    ``config.restart``. Raises :class:`~clser_tf.checkpoint.CheckpointError` for a checkpoint
-    that cannot be resumed, :class:`~clser_tf.checkpoint.TrainingDiverged` for a
+    ``config.restart``. Raises :class:`~clser_tf.errors.CheckpointError` for a checkpoint
+    that cannot be resumed, :class:`~clser_tf.errors.TrainingDiverged` for a
     non-finite loss or weight, and :class:`Interrupted` after SIGINT/SIGTERM.
 
     Under a multi-worker ``strategy`` every worker trains and evaluates, and only the
@@ -377,13 +363,13 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
         eval_writer = tf.summary.create_file_writer(os.path.join(tb_dir, "eval"))
     if state is None:
         results: dict[str, Any] = {
-            "config": {k: v for k, v in vars(config).items()},
+            "config": config.flat(),
             "benchmark": {"name": benchmark.name, "setting": benchmark.setting,
                           **benchmark.details},
         }
     else:
         results = state.results
-        results["config"] = {k: v for k, v in vars(config).items()}
+        results["config"] = config.flat()
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # Under multi-worker training a signal is not handled: workers would see it at different
     # steps and wait for each other forever. They resume from the last periodic checkpoint.

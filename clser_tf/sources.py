@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from clser_tf.errors import DatasetError, first_line
+
 
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
@@ -30,10 +32,6 @@ class ArrayDataset:
     y_train: np.ndarray  # int64 [N]
     x_test: np.ndarray
     y_test: np.ndarray
-
-
-class DatasetError(ValueError):
-    """Data missing or malformed; the message names where it looked and how to get the data."""
 
 
 # ----------------------------------------------------------------------------- IDX
@@ -313,11 +311,6 @@ def _tfds_split_to_numpy(split: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray
     if images.ndim == 4 and images.shape[-1] == 1:  # MNIST family: [N, 28, 28, 1] -> [N, 28, 28]
         images = images[..., 0]
     return images, np.concatenate([y for _, y in chunks]).astype(np.int64)
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an error message (tfds' not-found error lists every dataset)."""
-    return str(err).strip().split("\n", 1)[0]
 
 
 def load_tfds(name: str, data_dir: str | None = None) -> ArrayDataset:

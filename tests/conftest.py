@@ -1,10 +1,8 @@
-"""Shared pytest setup: quiet TensorFlow logging and make ``clser_tf`` importable."""
+"""Shared pytest setup: quiet TensorFlow logging, two logical CPUs."""
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402  (after the log level is set)
 

@@ -1,13 +1,26 @@
-"""Helpers shared by several test modules (tiny backbones, loopback ports, subprocesses)."""
+"""Helpers shared by several test modules: tiny backbones, data files of each format,
+configs parsed as the command line parses them, loopback ports and subprocesses."""
 
 from __future__ import annotations
 
+import gzip
+import os
+import pickle
 import socket
+import struct
 import subprocess
+import sys
 
 import keras
+import numpy as np
+
+from clser_tf import cli, sources
+from clser_tf.config import RunConfig
 
 NUM_CLASSES = 4
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILES = os.path.join(ROOT, "flags")
+TIMEOUT_S = 240
 
 
 def tiny_mlp() -> keras.Model:
@@ -51,3 +64,96 @@ def run_all(commands: list[tuple[list[str], dict]], cwd: str, timeout_s: float) 
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
     return outputs
+
+
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file holding a uint8 array."""
+    header = struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dir(directory, data: sources.ArrayDataset, gz: bool = False) -> str:
+    """Writes ``data`` as the four MNIST IDX files (gzipped with ``gz``); returns the folder."""
+    os.makedirs(directory, exist_ok=True)
+    arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
+    for name, array in zip(IDX_NAMES, arrays):
+        path = os.path.join(directory, name + (".gz" if gz else ""))
+        with (gzip.open if gz else open)(path, "wb") as f:
+            f.write(idx_bytes(array))
+    return str(directory)
+
+
+def random_dataset(image_shape, num_train, num_test, num_classes, seed=0) -> sources.ArrayDataset:
+    """Random uint8 images with int64 labels cycling through every class."""
+    rng = np.random.default_rng(seed)
+    return sources.ArrayDataset(
+        rng.integers(0, 256, (num_train, *image_shape), dtype=np.uint8),
+        rng.permutation(np.arange(num_train) % num_classes).astype(np.int64),
+        rng.integers(0, 256, (num_test, *image_shape), dtype=np.uint8),
+        rng.permutation(np.arange(num_test) % num_classes).astype(np.int64))
+
+
+def cifar_pickles(data: sources.ArrayDataset, num_classes: int) -> dict[str, bytes]:
+    """The "python version" batch files of ``data`` (train split in 5 batches for CIFAR-10)."""
+    label_key = b"labels" if num_classes == 10 else b"fine_labels"
+
+    def batch(x, y):
+        flat = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # CIFAR stores planes R, G, B
+        return pickle.dumps({b"data": flat, label_key: [int(v) for v in y]})
+
+    if num_classes == 10:
+        parts = np.array_split(np.arange(len(data.y_train)), 5)
+        files = {f"data_batch_{i + 1}": batch(data.x_train[p], data.y_train[p])
+                 for i, p in enumerate(parts)}
+        return {**files, "test_batch": batch(data.x_test, data.y_test)}
+    return {"train": batch(data.x_train, data.y_train), "test": batch(data.x_test, data.y_test)}
+
+
+CIFAR_FOLDERS = {10: "cifar-10-batches-py", 100: "cifar-100-python"}
+
+
+def write_cifar_dir(parent, data: sources.ArrayDataset, num_classes: int) -> str:
+    """Writes the extracted CIFAR folder under ``parent``; returns the folder's path."""
+    folder = os.path.join(parent, CIFAR_FOLDERS[num_classes])
+    os.makedirs(folder)
+    for name, content in cifar_pickles(data, num_classes).items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(content)
+    return folder
+
+
+def flagfile(name: str) -> str:
+    return f"--flagfile={os.path.join(FLAGFILES, name)}"
+
+
+def make_config(*argv: str) -> RunConfig:
+    """Parses ``argv`` as the command line does and validates it."""
+    return cli.parse_config(["clser_tf", *argv])
+
+
+def ring_dataset(train_per_class: int, test_per_class: int, seed: int = 0):
+    """28x28 images of class c: a bright ring of radius c + 2 on noise (rotation-invariant)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:28, :28]
+    radius = np.hypot(rows - 13.5, cols - 13.5)
+
+    def split(per_class):
+        labels = rng.permutation(np.tile(np.arange(10), per_class))
+        images = rng.integers(0, 60, (len(labels), 28, 28)).astype(np.uint8)
+        for image, label in zip(images, labels):
+            image[(radius >= label + 2) & (radius < label + 3.2)] = 255
+        return images, labels.astype(np.int64)
+
+    return sources.ArrayDataset(*split(train_per_class), *split(test_per_class))
+
+
+def main_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "clser_tf.main", "--benchmark=seq-fmnist",
+            f"--data_dir={data_dir}", f"--output_dir={output_dir}", "--buffer_size=20",
+            "--batch_size=8", "--replay_batch_size=8", "--lr=0.05", "--epochs=1",
+            "--steps_per_execution=1", "--eval_batch_size=50", "--verbose=0", "--seed=0",
+            *extra]

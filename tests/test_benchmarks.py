@@ -8,9 +8,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 from clser_tf import backbones, benchmarks, image_transforms, mnist360, sources
+from clser_tf.errors import DatasetError
 from clser_tf.image_transforms import rotate
 from clser_tf.model import CLSER
-from test_sources import random_dataset, write_cifar_dir, write_idx_dir
+from helpers import write_idx_dir, random_dataset, write_cifar_dir
 
 # Imported as a module: `from clser_tf.benchmarks import test_stream` would make pytest
 # collect test_stream as a test.
@@ -69,36 +70,36 @@ def test_seq_fmnist_lists_every_place_looked_when_all_fail(tmp_path, monkeypatch
     monkeypatch.setattr(benchmarks, "DEFAULT_FMNIST_DIR", missing)
 
     def offline(name, data_dir=None):
-        raise sources.DatasetError(f"tfds {name!r} needs internet")
+        raise DatasetError(f"tfds {name!r} needs internet")
 
     monkeypatch.setattr(sources, "load_tfds", offline)
-    with pytest.raises(sources.DatasetError) as info:
+    with pytest.raises(DatasetError) as info:
         benchmarks.load_benchmark("seq-fmnist")
     assert missing in str(info.value) and "'fashion_mnist'" in str(info.value)
 
 
 def test_seq_fmnist_bad_data_dir_does_not_fall_back(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "load_tfds", pytest.fail)
-    with pytest.raises(sources.DatasetError, match=str(tmp_path / "nowhere")):
+    with pytest.raises(DatasetError, match=str(tmp_path / "nowhere")):
         benchmarks.load_benchmark("seq-fmnist", str(tmp_path / "nowhere"))
 
 
 def test_label_outside_range_names_value(tmp_path):
     data = random_dataset((28, 28), 20, 10, 10)
     data.y_test[3] = 12
-    with pytest.raises(sources.DatasetError, match="label 12 .*\\[0, 10\\)"):
+    with pytest.raises(DatasetError, match="label 12 .*\\[0, 10\\)"):
         benchmarks.load_benchmark("seq-mnist", write_idx_dir(tmp_path, data))
 
 
 def test_wrong_image_shape_is_rejected(tmp_path):
     data = random_dataset((20, 20), 20, 10, 10)
-    with pytest.raises(sources.DatasetError, match="\\(20, 20\\).*\\(28, 28\\)"):
+    with pytest.raises(DatasetError, match="\\(20, 20\\).*\\(28, 28\\)"):
         benchmarks.load_benchmark("seq-fmnist", write_idx_dir(tmp_path, data))
 
 
 def test_task_without_training_samples_is_rejected(tmp_path):
     data = random_dataset((28, 28), 20, 10, 8)  # classes 8 and 9 absent
-    with pytest.raises(sources.DatasetError, match="task 4 \\(classes \\(8, 9\\)\\)"):
+    with pytest.raises(DatasetError, match="task 4 \\(classes \\(8, 9\\)\\)"):
         benchmarks.load_benchmark("seq-fmnist", write_idx_dir(tmp_path, data))
 
 
@@ -109,7 +110,7 @@ def test_unknown_benchmark_names_value_and_choices():
 
 
 def test_seq_tinyimg_requires_data_dir():
-    with pytest.raises(sources.DatasetError, match="data_dir.*tiny-imagenet-200"):
+    with pytest.raises(DatasetError, match="data_dir.*tiny-imagenet-200"):
         benchmarks.load_benchmark("seq-tinyimg")
 
 

@@ -16,11 +16,8 @@ import tensorflow as tf
 from absl import flags
 
 from clser_tf import runner
-from clser_tf.checkpoint import CheckpointError, TrainingDiverged
-from clser_tf.sources import DatasetError
-from test_multiworker import ROOT, TIMEOUT_S, main_command
-from test_runner import flagfile, make_config, ring_dataset
-from test_sources import random_dataset, write_cifar_dir, write_idx_dir
+from clser_tf.errors import CheckpointError, DatasetError, Interrupted, TrainingDiverged
+from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command
 
 # The tiny seq-fmnist run: 10 classes x 40 training samples, batch 8 -> 10 steps per task
 # epoch, 2 epochs, 5 tasks: 100 steps, a checkpoint every 2 steps and after every task.
@@ -210,7 +207,7 @@ def test_mnist360_stream_resumes_after_sigint_in_process(tmp_path, monkeypatch):
     monkeypatch.setattr(runner._TrainingGuard, "on_train_batch_end", interrupt_at_step_8)
     part = make_config(*argv, f"--output_dir={tmp_path / 'part'}")
     handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(runner.Interrupted, match="stopped by SIGINT at global step 8") as stop:
+    with pytest.raises(Interrupted, match="stopped by SIGINT at global step 8") as stop:
         runner.run(part)
     assert stop.value.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is handler  # put back

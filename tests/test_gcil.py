@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clser_tf import benchmarks, gcil
-from test_sources import random_dataset, write_cifar_dir
+from helpers import random_dataset, write_cifar_dir
 
 
 def _labels(per_class=500, num_classes=100):

@@ -10,20 +10,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from helpers import free_port
-from test_sources import random_dataset, write_cifar_dir, write_idx_dir
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT_S = 240
-
-
-def main_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "clser_tf.main", "--benchmark=seq-fmnist",
-            f"--data_dir={data_dir}", f"--output_dir={output_dir}", "--buffer_size=20",
-            "--batch_size=8", "--replay_batch_size=8", "--lr=0.05", "--epochs=1",
-            "--steps_per_execution=1", "--eval_batch_size=50", "--verbose=0", "--seed=0",
-            *extra]
-
+from helpers import ROOT, TIMEOUT_S, free_port, random_dataset, write_cifar_dir, write_idx_dir
 
 def shipped_command(data_dir: str, output_dir: str, *extra: str,
                     flagfile: str = "fmnist.cfg") -> list[str]:

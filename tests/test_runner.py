@@ -10,43 +10,11 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from clser_tf import config, gcil, runner, sources
+from clser_tf import gcil, runner, sources
 from clser_tf.image_transforms import draw_task_transforms
-from test_sources import random_dataset, write_cifar_dir, write_idx_dir
+from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset
 
-FLAGS = flags.FLAGS
-FLAGFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 CONSTANT_CLASS = 3
-
-
-def flagfile(name: str) -> str:
-    return f"--flagfile={os.path.join(FLAGFILES, name)}"
-
-
-def make_config(*argv: str) -> config.RunConfig:
-    """Parses ``argv`` as the command line does and validates it."""
-    FLAGS.unparse_flags()
-    try:
-        FLAGS(["clser_tf", *argv])
-        return config.config_from_flags(FLAGS)
-    finally:
-        FLAGS.unparse_flags()
-
-
-def ring_dataset(train_per_class: int, test_per_class: int, seed: int = 0):
-    """28x28 images of class c: a bright ring of radius c + 2 on noise (rotation-invariant)."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:28, :28]
-    radius = np.hypot(rows - 13.5, cols - 13.5)
-
-    def split(per_class):
-        labels = rng.permutation(np.tile(np.arange(10), per_class))
-        images = rng.integers(0, 60, (len(labels), 28, 28)).astype(np.uint8)
-        for image, label in zip(images, labels):
-            image[(radius >= label + 2) & (radius < label + 3.2)] = 255
-        return images, labels.astype(np.int64)
-
-    return sources.ArrayDataset(*split(train_per_class), *split(test_per_class))
 
 
 @pytest.fixture

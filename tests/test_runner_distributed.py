@@ -19,8 +19,7 @@ import tensorflow as tf
 
 from clser_tf import runner
 from clser_tf.distribution import make_strategy
-from test_runner import flagfile, make_config
-from test_sources import random_dataset, write_cifar_dir, write_idx_dir
+from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config
 
 # flagfile: its data, what makes it tiny (the flagfile's own settings otherwise), and
 # whether the weights must agree (within 1e-5) or only the buffer and the step.

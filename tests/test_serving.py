@@ -18,9 +18,7 @@ import tensorflow as tf
 
 from clser_tf import backbones, benchmarks, runner
 from clser_tf.model import CLASS_NAMES_FILE, CLSER, TFLITE_FILE
-from test_distributed import mirrored
-from test_runner import make_config, ring_dataset
-from test_sources import write_idx_dir
+from helpers import write_idx_dir, make_config, ring_dataset
 
 NUM_CLASSES = 3
 EPSILON = {"float32": 0.0, "mixed_bfloat16": 2.0**-7, "mixed_float16": 2.0**-10}

@@ -12,66 +12,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from clser_tf import sources
+from clser_tf.errors import DatasetError
+from helpers import idx_bytes, write_idx_dir, random_dataset, CIFAR_FOLDERS, write_cifar_dir
 
-IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file holding a uint8 array."""
-    header = struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx_dir(directory, data: sources.ArrayDataset, gz: bool = False) -> str:
-    """Writes ``data`` as the four MNIST IDX files (gzipped with ``gz``); returns the folder."""
-    os.makedirs(directory, exist_ok=True)
-    arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
-    for name, array in zip(IDX_NAMES, arrays):
-        path = os.path.join(directory, name + (".gz" if gz else ""))
-        with (gzip.open if gz else open)(path, "wb") as f:
-            f.write(idx_bytes(array))
-    return str(directory)
-
-
-def random_dataset(image_shape, num_train, num_test, num_classes, seed=0) -> sources.ArrayDataset:
-    """Random uint8 images with int64 labels cycling through every class."""
-    rng = np.random.default_rng(seed)
-    return sources.ArrayDataset(
-        rng.integers(0, 256, (num_train, *image_shape), dtype=np.uint8),
-        rng.permutation(np.arange(num_train) % num_classes).astype(np.int64),
-        rng.integers(0, 256, (num_test, *image_shape), dtype=np.uint8),
-        rng.permutation(np.arange(num_test) % num_classes).astype(np.int64))
-
-
-def cifar_pickles(data: sources.ArrayDataset, num_classes: int) -> dict[str, bytes]:
-    """The "python version" batch files of ``data`` (train split in 5 batches for CIFAR-10)."""
-    label_key = b"labels" if num_classes == 10 else b"fine_labels"
-
-    def batch(x, y):
-        flat = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # CIFAR stores planes R, G, B
-        return pickle.dumps({b"data": flat, label_key: [int(v) for v in y]})
-
-    if num_classes == 10:
-        parts = np.array_split(np.arange(len(data.y_train)), 5)
-        files = {f"data_batch_{i + 1}": batch(data.x_train[p], data.y_train[p])
-                 for i, p in enumerate(parts)}
-        return {**files, "test_batch": batch(data.x_test, data.y_test)}
-    return {"train": batch(data.x_train, data.y_train), "test": batch(data.x_test, data.y_test)}
-
-
-CIFAR_FOLDERS = {10: "cifar-10-batches-py", 100: "cifar-100-python"}
 CIFAR_ARCHIVES = {10: "cifar-10-python.tar.gz", 100: "cifar-100-python.tar.gz"}
-
-
-def write_cifar_dir(parent, data: sources.ArrayDataset, num_classes: int) -> str:
-    """Writes the extracted CIFAR folder under ``parent``; returns the folder's path."""
-    folder = os.path.join(parent, CIFAR_FOLDERS[num_classes])
-    os.makedirs(folder)
-    for name, content in cifar_pickles(data, num_classes).items():
-        with open(os.path.join(folder, name), "wb") as f:
-            f.write(content)
-    return folder
 
 
 def write_cifar_archive(parent, data: sources.ArrayDataset, num_classes: int) -> str:
@@ -111,7 +55,7 @@ def test_read_idx_bad_magic_names_file(tmp_path):
     write_idx_dir(tmp_path, random_dataset((28, 28), 6, 4, 10))
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(b"\x00\x00\x0d\x03" + path.read_bytes()[4:])  # 0x0d: float data
-    with pytest.raises(sources.DatasetError, match="magic") as info:
+    with pytest.raises(DatasetError, match="magic") as info:
         sources.read_idx_dir(str(tmp_path))
     assert str(path) in str(info.value)
 
@@ -120,7 +64,7 @@ def test_read_idx_labels_file_in_place_of_images_is_rejected(tmp_path):
     data = random_dataset((28, 28), 6, 4, 10)
     write_idx_dir(tmp_path, data)
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(data.y_test))
-    with pytest.raises(sources.DatasetError, match="t10k-images-idx3-ubyte.*magic"):
+    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.*magic"):
         sources.read_idx_dir(str(tmp_path))
 
 
@@ -129,7 +73,7 @@ def test_read_idx_truncated_file_names_file(tmp_path, gz):
     write_idx_dir(tmp_path, random_dataset((28, 28), 6, 4, 10), gz)
     path = tmp_path / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))
     path.write_bytes(path.read_bytes()[:-20])
-    with pytest.raises(sources.DatasetError) as info:
+    with pytest.raises(DatasetError) as info:
         sources.read_idx_dir(str(tmp_path))
     assert str(path) in str(info.value)
 
@@ -138,7 +82,7 @@ def test_read_idx_count_mismatch_names_both_files(tmp_path):
     data = random_dataset((28, 28), 6, 4, 10)
     write_idx_dir(tmp_path, data)
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(data.y_train[:5]))
-    with pytest.raises(sources.DatasetError, match="6 images.*5 labels") as info:
+    with pytest.raises(DatasetError, match="6 images.*5 labels") as info:
         sources.read_idx_dir(str(tmp_path))
     assert str(tmp_path / "train-images-idx3-ubyte") in str(info.value)
     assert str(tmp_path / "train-labels-idx1-ubyte") in str(info.value)
@@ -146,7 +90,7 @@ def test_read_idx_count_mismatch_names_both_files(tmp_path):
 
 def test_read_idx_missing_dir_names_path_and_how_to_get_data(tmp_path):
     missing = str(tmp_path / "nowhere")
-    with pytest.raises(sources.DatasetError, match="apt-get install dataset-fashion-mnist") as info:
+    with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist") as info:
         sources.read_idx_dir(missing)
     assert missing in str(info.value)
 
@@ -154,7 +98,7 @@ def test_read_idx_missing_dir_names_path_and_how_to_get_data(tmp_path):
 def test_read_idx_missing_file_names_both_candidates(tmp_path):
     write_idx_dir(tmp_path, random_dataset((28, 28), 6, 4, 10))
     os.remove(tmp_path / "t10k-labels-idx1-ubyte")
-    with pytest.raises(sources.DatasetError) as info:
+    with pytest.raises(DatasetError) as info:
         sources.read_idx_dir(str(tmp_path))
     assert str(tmp_path / "t10k-labels-idx1-ubyte.gz") in str(info.value)
 
@@ -180,7 +124,7 @@ def test_read_cifar_archive_and_its_folder(tmp_path, num_classes):
 
 
 def test_read_cifar_missing_names_every_place_looked(tmp_path):
-    with pytest.raises(sources.DatasetError, match="cifar-10-python.tar.gz") as info:
+    with pytest.raises(DatasetError, match="cifar-10-python.tar.gz") as info:
         sources.read_cifar_dir(str(tmp_path))
     assert str(tmp_path / "cifar-10-batches-py") in str(info.value)
     assert str(tmp_path / "cifar-10-python.tar.gz") in str(info.value)
@@ -189,7 +133,7 @@ def test_read_cifar_missing_names_every_place_looked(tmp_path):
 def test_read_cifar_missing_batch_names_file(tmp_path):
     folder = write_cifar_dir(tmp_path, random_dataset((32, 32, 3), 10, 5, 10), 10)
     os.remove(os.path.join(folder, "data_batch_3"))
-    with pytest.raises(sources.DatasetError, match="data_batch_3"):
+    with pytest.raises(DatasetError, match="data_batch_3"):
         sources.read_cifar_dir(folder)
 
 
@@ -203,7 +147,7 @@ def test_read_cifar_rejects_pickles_that_would_run_code(tmp_path):
     path = os.path.join(folder, "data_batch_1")
     with open(path, "wb") as f:
         pickle.dump({b"data": Exploit(), b"labels": []}, f)
-    with pytest.raises(sources.DatasetError, match="not allowed") as info:
+    with pytest.raises(DatasetError, match="not allowed") as info:
         sources.read_cifar_dir(folder)
     assert path in str(info.value)
 
@@ -215,7 +159,7 @@ def test_read_cifar_wrong_label_key_names_key(tmp_path):
     for name in ("data_batch_1", "test_batch"):  # CIFAR-100 names; labels under b"labels"
         os.rename(tmp_path / "cifar-100-python" / name,
                   tmp_path / "cifar-100-python" / ("train" if name != "test_batch" else "test"))
-    with pytest.raises(sources.DatasetError, match="fine_labels"):
+    with pytest.raises(DatasetError, match="fine_labels"):
         sources.read_cifar_dir(str(tmp_path), 100)
 
 
@@ -275,7 +219,7 @@ def test_read_tinyimg_labels_are_sorted_wnid_indices(tmp_path):
 
 
 def test_read_tinyimg_missing_names_path(tmp_path):
-    with pytest.raises(sources.DatasetError, match="tiny-imagenet-200.zip") as info:
+    with pytest.raises(DatasetError, match="tiny-imagenet-200.zip") as info:
         sources.read_tinyimg_dir(str(tmp_path / "nowhere"))
     assert str(tmp_path / "nowhere" / "wnids.txt") in str(info.value)
 
@@ -284,7 +228,7 @@ def test_read_tinyimg_unknown_val_wnid_names_it(tmp_path):
     root, _, _ = write_tinyimg(tmp_path)
     with open(os.path.join(root, "val", "val_annotations.txt"), "a") as f:
         f.write("val_9.JPEG\tn99\t0\t0\t63\t63\n")
-    with pytest.raises(sources.DatasetError, match="line 5.*n99"):
+    with pytest.raises(DatasetError, match="line 5.*n99"):
         sources.read_tinyimg_dir(root)
 
 
@@ -293,7 +237,7 @@ def test_read_tinyimg_corrupt_jpeg_names_file(tmp_path):
     path = os.path.join(root, "train", "n01", "images", "n01_1.JPEG")
     with open(path, "wb") as f:
         f.write(b"not a jpeg")
-    with pytest.raises(sources.DatasetError) as info:
+    with pytest.raises(DatasetError) as info:
         sources.read_tinyimg_dir(root)
     assert path in str(info.value)
 
@@ -312,7 +256,7 @@ def test_load_tfds_gives_raw_numpy_arrays(name, image_shape):
 
 
 def test_load_tfds_failure_names_dataset_and_internet(tmp_path):
-    with pytest.raises(sources.DatasetError, match="internet") as info:
+    with pytest.raises(DatasetError, match="internet") as info:
         sources.load_tfds("no_such_dataset_xyz", data_dir=str(tmp_path))
     message = str(info.value)
     assert "'no_such_dataset_xyz'" in message and str(tmp_path) in message

@@ -1,0 +1,46 @@
+"""Every error a user can fix, and the one-line form in which the command line reports it.
+
+Each ends a run from ``python -m clser_tf.main`` with one ``clser_tf: error: ...`` line and
+exit code 1 (``Interrupted``: a ``clser_tf: ...`` line and exit code 128 + signal), before
+anything is overwritten.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class DatasetError(ValueError):
+    """Data missing or malformed; the message names where it looked and how to get the data."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed (corrupt, foreign, or from other settings)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became non-finite; no checkpoint was written of that state."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the run; a checkpoint of where it stopped was written."""
+
+    def __init__(self, signum: int, step: int, checkpoint_dir: str):
+        self.exit_code = 128 + signum  # what a shell reports for a death by that signal
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at global step {step}; the checkpoint "
+            f"is in {checkpoint_dir!r}. Run the same command again to resume.")
+
+
+# What the command line reports as one line and exit code 1.
+USER_ERRORS = (DatasetError, CheckpointError, TrainingDiverged)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error message (tfds' not-found error lists every dataset)."""
+    return str(err).strip().split("\n", 1)[0]
+
+
+def error_line(error: BaseException | str, program: str = "clser_tf") -> str:
+    """``error`` as the line the command line prints: ``<program>: error: ...``."""
+    return f"{program}: error: {error}"

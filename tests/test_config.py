@@ -1,0 +1,50 @@
+"""The configuration: built by a constructor call, flags only from the entry points."""
+
+import dataclasses
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from clser_tf import config
+from clser_tf.config import CLSERConfig, RunConfig, resolve
+from clser_tf.model import CLSER
+from helpers import ROOT, make_config
+
+
+def test_importing_the_library_defines_no_flag():
+    code = ("import clser_tf, clser_tf.runner, clser_tf.benchmarks, clser_tf.config, "
+            "clser_tf.cli; from absl import flags; "
+            "print([f for f in flags.FLAGS if f in ('buffer_size', 'benchmark', 'lr')])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_constructed_config_equals_the_parsed_command_line(tmp_path):
+    built = resolve(RunConfig(benchmark="seq-mnist", output_dir=str(tmp_path / "run"),
+                              clser=CLSERConfig(buffer_size=500, stable_alpha=0.9)))
+    parsed = make_config("--benchmark=seq-mnist", f"--output_dir={tmp_path / 'run'}",
+                         "--buffer_size=500", "--stable_alpha=0.9")
+    assert built == parsed
+    assert built.checkpoint_dir == str(tmp_path / "run" / "checkpoints")
+    assert built.checkpoint_every_steps == 20 * built.steps_per_execution
+
+
+def test_the_clser_settings_are_the_models_keyword_arguments():
+    names = {f.name for f in dataclasses.fields(CLSERConfig)}
+    assert names <= set(inspect.signature(CLSER.__init__).parameters)
+
+
+def test_a_constructed_config_is_validated_with_the_command_lines_message():
+    with pytest.raises(ValueError, match=r"--stable_alpha=1.0 is invalid: it must be in \[0, 1\)"):
+        resolve(RunConfig(clser=CLSERConfig(stable_alpha=1.0)))
+    with pytest.raises(ValueError, match="--gcil_seed=7 is invalid: only gcil-cifar100 read it"):
+        resolve(RunConfig(gcil_seed=7))
+
+
+def test_every_setting_says_whether_it_decides_a_resume():
+    deciding = {f.name for f in config.setting_fields() if f.metadata["deciding"]}
+    assert "lr" in deciding and "buffer_size" in deciding and "seed" in deciding
+    assert not deciding & {"output_dir", "steps_per_execution", "verbose", "restart"}
