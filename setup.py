@@ -17,6 +17,7 @@ setup(
         "numpy==2.4.6",
         "absl-py==2.5.1",
         "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow 2.21 no longer installs it
+        "matplotlib==3.11.2",  # the run's figures (clser_tf.figures), Agg backend
     ],
     extras_require={"test": ["pytest==9.0.3"]},
 )

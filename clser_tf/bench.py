@@ -123,11 +123,7 @@ def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
 
 
 def _define_flags() -> None:
-    """Defines the command line.
-
-    Only when run as a program: ``clser_tf.config`` defines flags of the same names, and
-    both modules are imported together (tests, user code).
-    """
+    """Defines the command line (only when run as a program: a library defines no flag)."""
     flags.DEFINE_enum("recipe", "mlp", list(RECIPES), "Which step to measure.")
     flags.DEFINE_integer("steps", 600, "Train steps per timed repeat.")
     flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")

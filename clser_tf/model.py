@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import tempfile
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from clser_tf import export
 from clser_tf.buffer import ReservoirBuffer
+from clser_tf.checks import (check_arguments, check_positive_int, check_unit_interval,
+                             checked_labels)
 from clser_tf.multi_step import multi_step_function
+from clser_tf.replicas import ReplicaSlices
 
 # Random streams of one step; each draw is keyed on (seed, stream, global step).
 REPLAY_STREAM, AUGMENT_STREAM, RESERVOIR_STREAM, PLASTIC_STREAM, STABLE_STREAM = range(5)
 _NUM_STREAMS = 8
-
-# Files of an export beside the SavedModel's own (``assets.extra`` is the SavedModel
-# format's folder for files that the graph does not load).
-CLASS_NAMES_FILE = os.path.join("assets.extra", "class_names.json")
-TFLITE_FILE = "stable.tflite"
 
 
 def stream_seed(seed: int | tf.Tensor, stream: int, step: int | tf.Tensor) -> tf.Tensor:
@@ -37,128 +33,6 @@ def stream_seed(seed: int | tf.Tensor, stream: int, step: int | tf.Tensor) -> tf
 def ema_alpha(step: tf.Tensor, alpha_max: float) -> tf.Tensor:
     """SPEC step 6 warm-up: ``min(1 - 1 / (step + 1), alpha_max)`` for the incremented step."""
     return tf.minimum(1.0 - 1.0 / (tf.cast(step, tf.float32) + 1.0), alpha_max)
-
-
-def _check_unit_interval(name: str, value: Any, closed: bool) -> float:
-    upper_ok = value <= 1 if closed else value < 1
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 <= value and upper_ok):
-        allowed = "[0, 1]" if closed else "[0, 1)"
-        raise ValueError(f"{name}={value!r} is invalid: it must be a number in {allowed}.")
-    return float(value)
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
-    return int(value)
-
-
-def _write_serving_model(model: keras.Model, path: str) -> None:
-    """``model`` as a SavedModel: ``serving_default`` returns named float32 ``logits`` and
-    ``probabilities``, ``serve`` the float32 logits, both on the model's raw input."""
-    spec = model.inputs[0]
-    signature = [tf.TensorSpec(spec.shape, spec.dtype, name="inputs")]
-
-    def logits(x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(model(x, training=False), tf.float32)
-
-    def outputs(x: tf.Tensor) -> dict[str, tf.Tensor]:
-        z = logits(x)
-        return {"logits": z, "probabilities": tf.nn.softmax(z)}
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", outputs, input_signature=signature)
-    archive.add_endpoint("serve", logits, input_signature=signature)
-    archive.write_out(path, verbose=False)
-
-
-def _float32_copy(model: keras.Model) -> keras.Model:
-    """``model`` itself if every layer computes in float32, else a float32 copy of it
-    (same weights; 16-bit inputs of nested models become float32 too)."""
-    if all(layer.compute_dtype == "float32" for layer in model.layers
-           if not isinstance(layer, keras.layers.InputLayer)):
-        return model
-
-    def float32_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, keras.Model):
-            return _float32_copy(layer)
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
-
-    def float32_input(tensor) -> keras.KerasTensor:
-        dtype = "float32" if tensor.dtype in ("bfloat16", "float16") else tensor.dtype
-        return keras.Input(batch_shape=tensor.shape, dtype=dtype)
-
-    copy = keras.models.clone_model(
-        model, input_tensors=keras.tree.map_structure(float32_input, model.input),
-        clone_function=float32_layer)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _write_tflite(model: keras.Model, path: str) -> None:
-    """``path/stable.tflite`` converted from the SavedModel of ``model`` at ``path``, or
-    from a float32 copy of ``model`` if it computes in 16 bits (TFLite has no such ops)."""
-    float32_model = _float32_copy(model)
-    with tempfile.TemporaryDirectory() as scratch:
-        source = path
-        if float32_model is not model:
-            _write_serving_model(float32_model, scratch)
-            source = scratch
-        tflite_model = tf.lite.TFLiteConverter.from_saved_model(source).convert()
-    with open(os.path.join(path, TFLITE_FILE), "wb") as f:
-        f.write(tflite_model)
-
-
-class _ReplicaSlices:
-    """Where this replica's slice sits in the global batch (one device: the whole batch).
-
-    ``tf.distribute`` splits a global batch into contiguous per-replica slices in replica
-    order; ``gather`` rebuilds the global batch on every replica, as a sum all-reduce of
-    zero-padded slices (collectives take no uint8, and all-reduce is what Keras's
-    optimizer and synchronised BatchNorm use too).
-    """
-
-    def __init__(self, local_size: tf.Tensor):
-        self._context = tf.distribute.get_replica_context()
-        self.count = self._context.num_replicas_in_sync
-        self._local_size = local_size
-        if self.count == 1:
-            self._start, self.global_size = 0, local_size
-            return
-        self._index = tf.cast(self._context.replica_id_in_sync_group, tf.int32)
-        sizes = tf.cast(self._context.all_reduce(
-            tf.distribute.ReduceOp.SUM,
-            tf.one_hot(self._index, self.count) * tf.cast(local_size, tf.float32)), tf.int32)
-        self._start = tf.reduce_sum(sizes[:self._index])
-        self.global_size = tf.reduce_sum(sizes)
-
-    def gather(self, tensor: tf.Tensor) -> tf.Tensor:
-        """The concatenation over replicas of ``tensor`` (axis 0).
-
-        Exact for images and labels: the sum is carried in float32 (float64 for 64-bit
-        types), which holds every uint8 pixel and every label below 2**24 exactly.
-        """
-        if self.count == 1:
-            return tensor
-        wide = tf.float64 if tensor.dtype in (tf.float64, tf.int64) else tf.float32
-        after = self.global_size - self._start - self._local_size
-        padded = tf.pad(tf.cast(tensor, wide),
-                        [[self._start, after]] + [[0, 0]] * (tensor.shape.rank - 1))
-        return tf.cast(self._context.all_reduce(tf.distribute.ReduceOp.SUM, padded),
-                       tensor.dtype)
-
-    def own_rows(self, tensor: tf.Tensor) -> tf.Tensor:
-        """This replica's rows of a tensor whose first rows are the global batch."""
-        return tensor[self._start:self._start + self._local_size]
-
-    def share_of(self, tensor: tf.Tensor) -> tf.Tensor:
-        """This replica's contiguous share of a globally drawn tensor (sizes differ by <= 1)."""
-        if self.count == 1:
-            return tensor
-        total = tf.shape(tensor)[0]
-        return tensor[self._index * total // self.count:(self._index + 1) * total // self.count]
 
 
 @keras.saving.register_keras_serializable(package="clser_tf")
@@ -196,31 +70,16 @@ class CLSER(keras.Model):
                  replay_augment: Callable | None = None,
                  augment_current_batch: bool = False, seed: int = 0,
                  fused_forward: bool = True, **kwargs):
-        if not isinstance(backbone, keras.Model):
-            raise ValueError(f"backbone={backbone!r} is invalid: it must be a keras.Model.")
-        if not backbone.built or len(backbone.inputs or []) != 1:
-            raise ValueError(
-                f"backbone={backbone.name!r} is invalid: it must be a built model with one "
-                "input (e.g. start it with keras.Input(shape=..., dtype=...)).")
-        if isinstance(reg_weight, bool) or not isinstance(reg_weight, (int, float)) or (
-                reg_weight < 0):
-            raise ValueError(f"reg_weight={reg_weight!r} is invalid: it must be a number >= 0.")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed={seed!r} is invalid: it must be an integer.")
-        if replay_augment is not None and not callable(replay_augment):
-            raise ValueError(f"replay_augment={replay_augment!r} is invalid: it must be "
-                             "None or a callable/Keras layer.")
-        if augment_current_batch and replay_augment is None:
-            raise ValueError("augment_current_batch=True is invalid without a replay_augment.")
+        check_arguments(backbone, reg_weight, seed, replay_augment, augment_current_batch)
         super().__init__(**kwargs)
-        self.buffer_size = _check_positive_int("buffer_size", buffer_size)
-        self.replay_batch_size = _check_positive_int("replay_batch_size", replay_batch_size)
+        self.buffer_size = check_positive_int("buffer_size", buffer_size)
+        self.replay_batch_size = check_positive_int("replay_batch_size", replay_batch_size)
         self.reg_weight = float(reg_weight)
-        self.stable_alpha = _check_unit_interval("stable_alpha", stable_alpha, closed=False)
-        self.plastic_alpha = _check_unit_interval("plastic_alpha", plastic_alpha, closed=False)
-        self.stable_update_freq = _check_unit_interval(
+        self.stable_alpha = check_unit_interval("stable_alpha", stable_alpha, closed=False)
+        self.plastic_alpha = check_unit_interval("plastic_alpha", plastic_alpha, closed=False)
+        self.stable_update_freq = check_unit_interval(
             "stable_update_freq", stable_update_freq, closed=True)
-        self.plastic_update_freq = _check_unit_interval(
+        self.plastic_update_freq = check_unit_interval(
             "plastic_update_freq", plastic_update_freq, closed=True)
         self.replay_augment = replay_augment
         self.augment_current_batch = bool(augment_current_batch)
@@ -310,30 +169,11 @@ class CLSER(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """Keras ``fit``; labels are checked against the number of outputs first."""
-        return super().fit(*self._checked(x, y), *args, **kwargs)
+        return super().fit(*checked_labels(x, y, self.num_classes), *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras ``evaluate`` of the stable model (loss is its cross-entropy)."""
-        return super().evaluate(*self._checked(x, y), *args, **kwargs)
-
-    def _checked(self, x, y):
-        """Rejects labels outside ``[0, num_classes)`` before any step runs."""
-        if isinstance(x, tf.data.Dataset):
-            def check(*element):
-                labels = element[1]
-                tf.debugging.assert_non_negative(labels, message="CLSER: labels must be >= 0")
-                tf.debugging.assert_less(
-                    tf.cast(labels, tf.int64), tf.constant(self.num_classes, tf.int64),
-                    message=f"CLSER: labels must be < num_classes={self.num_classes}")
-                return element
-            return x.map(check), y
-        if y is not None:
-            labels = np.asarray(y)
-            bad = labels[(labels < 0) | (labels >= self.num_classes)]
-            if bad.size:
-                raise ValueError(f"label {bad.flat[0].item()!r} is invalid: labels must be "
-                                 f"integers in [0, {self.num_classes}) for this backbone.")
-        return x, y
+        return super().evaluate(*checked_labels(x, y, self.num_classes), *args, **kwargs)
 
     # ----------------------------------------------------------------- the step
     def train_step(self, data):
@@ -343,23 +183,14 @@ class CLSER(keras.Model):
         step = tf.convert_to_tensor(self.global_step)  # one read: the steps done so far
         # Under a strategy each replica holds a slice of the global batch; the buffer, the
         # draws and the EMA updates work on the global batch, identically on every replica.
-        replica = _ReplicaSlices(tf.shape(y)[0])
+        replica = ReplicaSlices(tf.shape(y)[0])
         if self.replay_batch_size < replica.count:
             raise ValueError(f"replay_batch_size={self.replay_batch_size} is invalid with "
                              f"{replica.count} replicas: it must be >= the number of replicas.")
         x_global, y_global = replica.gather(x), replica.gather(y)
 
         # 1. Replay batch without replacement (one global draw), augmented afresh.
-        x_m, y_m = self.buffer.sample(self.replay_batch_size,
-                                      stream_seed(self.seed, REPLAY_STREAM, step))
-        augment_seed = stream_seed(self.seed, AUGMENT_STREAM, step)
-        if self.augment_current_batch:
-            x_aug = self._augment(tf.concat([x_global, x_m], 0), augment_seed)
-            x, x_m = replica.own_rows(x_aug), x_aug[replica.global_size:]
-        else:
-            x_m = self._augment(x_m, augment_seed)
-        num_replay = tf.shape(y_m)[0]  # global
-        x_m, y_m = replica.share_of(x_m), replica.share_of(y_m)
+        x, x_m, y_m, num_replay = self._replay_batch(x, x_global, step, replica)
         num_local_replay = tf.shape(y_m)[0]
 
         # 2. Teacher logits, per sample from the EMA model more confident in the label.
@@ -398,13 +229,35 @@ class CLSER(keras.Model):
         self._maybe_ema_update(self.stable_model, self.stable_alpha, self.stable_update_freq,
                                stream_seed(self.seed, STABLE_STREAM, step), new_step)
 
+        self._update_metrics(replica.count, loss, ce_loss, consistency_loss, stable_chosen,
+                             y_all, logits)
+        return self._logs({m.name: m.result() for m in self.metrics})
+
+    def _replay_batch(self, x: tf.Tensor, x_global: tf.Tensor, step: tf.Tensor,
+                      replica: ReplicaSlices) -> tuple[tf.Tensor, ...]:
+        """SPEC step 1: this replica's current rows (augmented with
+        ``augment_current_batch``), its share of the replay batch and the global replay size."""
+        x_m, y_m = self.buffer.sample(self.replay_batch_size,
+                                      stream_seed(self.seed, REPLAY_STREAM, step))
+        augment_seed = stream_seed(self.seed, AUGMENT_STREAM, step)
+        if self.augment_current_batch:
+            x_aug = self._augment(tf.concat([x_global, x_m], 0), augment_seed)
+            x, x_m = replica.own_rows(x_aug), x_aug[replica.global_size:]
+        else:
+            x_m = self._augment(x_m, augment_seed)
+        num_replay = tf.shape(y_m)[0]  # global
+        x_m, y_m = replica.share_of(x_m), replica.share_of(y_m)
+        return x, x_m, y_m, num_replay
+
+    def _update_metrics(self, count: int, loss: tf.Tensor, ce_loss: tf.Tensor,
+                        consistency_loss: tf.Tensor, stable_chosen: tf.Tensor,
+                        y_all: tf.Tensor, logits: tf.Tensor) -> None:
         # Metrics sum over replicas: each replica logs count x its share of the global loss.
         for name, value in (("loss", loss), ("ce_loss", ce_loss),
                             ("consistency_loss", consistency_loss)):
-            self._trackers[name].update_state(value * replica.count)
+            self._trackers[name].update_state(value * count)
         self._trackers["stable_teacher_fraction"].update_state(tf.cast(stable_chosen, tf.float32))
         self._accuracy.update_state(y_all, logits)
-        return self._logs({m.name: m.result() for m in self.metrics})
 
     def _logs(self, logs: dict) -> dict:
         """Step logs; shape [1] under MultiWorkerMirroredStrategy, whose Keras 3.15 log
@@ -492,21 +345,7 @@ class CLSER(keras.Model):
             class_names: ``num_classes`` names, written to
                 ``path/assets.extra/class_names.json``, which ``clser_tf.predict`` prints.
         """
-        if class_names is not None and not (
-                isinstance(class_names, (list, tuple)) and len(class_names) == self.num_classes
-                and all(isinstance(name, str) for name in class_names)):
-            raise ValueError(f"class_names={class_names!r} is invalid: it must be a list or "
-                             f"tuple of {self.num_classes} strings, one per class.")
-        _write_serving_model(self.stable_model, path)
-        for name, wanted in ((CLASS_NAMES_FILE, class_names is not None), (TFLITE_FILE, tflite)):
-            if not wanted and os.path.exists(os.path.join(path, name)):
-                os.remove(os.path.join(path, name))  # left by an earlier export there
-        if class_names is not None:
-            os.makedirs(os.path.join(path, os.path.dirname(CLASS_NAMES_FILE)), exist_ok=True)
-            with open(os.path.join(path, CLASS_NAMES_FILE), "w", encoding="utf-8") as f:
-                json.dump(list(class_names), f, indent=1)
-        if tflite:
-            _write_tflite(self.stable_model, path)
+        export.export_stable(self.stable_model, path, tflite=tflite, class_names=class_names)
 
     def get_config(self):
         return {

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from clser_tf.model import CLASS_NAMES_FILE
+from clser_tf.export import CLASS_NAMES_FILE
 from clser_tf.sources import read_idx_file
 
 SIGNATURE = "serving_default"

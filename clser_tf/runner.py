@@ -40,7 +40,8 @@ from clser_tf.curve import AccuracyCurve
 from clser_tf.distribution import is_chief
 from clser_tf.errors import CheckpointError, Interrupted, TrainingDiverged
 from clser_tf.evaluation import Evaluator, summarize
-from clser_tf.heatmap import accuracy_heatmap, heatmap_png
+from clser_tf.figures import (accuracy_curve_figure, accuracy_matrix_figure,
+                              accuracy_per_task_figure, save_figures)
 from clser_tf.model import CLSER
 
 HEADLINE_MODEL = "stable"
@@ -500,14 +501,11 @@ def _train_tasks(session: _Session, state: RunState | None) -> None:
     headline = HEADLINE_MODEL if HEADLINE_MODEL in eval_models else next(iter(eval_models))
     results["headline"] = {"model": headline, **{
         s: results["models"][headline]["summary"][s]["final_mean"] for s in settings}}
-    matrix = results["models"][headline]["matrix"][settings[0]]
-    title = f"{benchmark.name} {headline} {settings[0].replace('_', '-')} accuracy (%)"
-    with open(os.path.join(config.output_dir, "accuracy_matrix.png"), "wb") as f:
-        f.write(heatmap_png(matrix, title))
-    if eval_writer is not None:
-        with eval_writer.as_default(step=len(tasks)):
-            tf.summary.image(f"{headline}/{settings[0]}_matrix",
-                             accuracy_heatmap(matrix, title)[None])
+    matrices = {name: result["matrix"] for name, result in results["models"].items()}
+    save_figures({
+        "accuracy_matrix": accuracy_matrix_figure(matrices, f"{benchmark.name}: accuracy (%)"),
+        "accuracy_per_task": accuracy_per_task_figure(matrices, benchmark.name),
+    }, config.output_dir, eval_writer, len(tasks))
     print(_final_table(results["models"]), flush=True)
 
 
@@ -595,6 +593,10 @@ def _train_stream(session: _Session, state: RunState | None) -> None:
         with session.eval_writer.as_default(step=curve.steps[-1]):
             for name, result in results["models"].items():
                 tf.summary.scalar(f"{name}/accuracy", result["accuracy"])
+    save_figures({"accuracy_curve": accuracy_curve_figure(
+        curve.steps, {name: result["curve"] for name, result in results["models"].items()},
+        f"{benchmark.name}: accuracy along the stream")},
+        config.output_dir, session.eval_writer, curve.steps[-1])
     print(f"{'model':<8} {'accuracy':>8}  per digit", flush=True)
     for name, result in results["models"].items():
         digits = " ".join(f"{acc:5.1f}" for acc in result["per_digit"])

@@ -13,6 +13,7 @@ import sys
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from clser_tf import cli, sources
 from clser_tf.config import RunConfig
@@ -157,3 +158,9 @@ def main_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:
             "--batch_size=8", "--replay_batch_size=8", "--lr=0.05", "--epochs=1",
             "--steps_per_execution=1", "--eval_batch_size=50", "--verbose=0", "--seed=0",
             *extra]
+
+
+def mirrored() -> tf.distribute.MirroredStrategy:
+    """Two logical CPUs, reducing on one device (see BUILD_NOTES: CPU collectives)."""
+    return tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())

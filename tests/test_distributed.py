@@ -9,14 +9,8 @@ import tensorflow as tf
 
 from clser_tf import model as model_module
 from clser_tf.model import CLSER
-from helpers import tiny_bn_cnn, tiny_mlp
+from helpers import mirrored, tiny_bn_cnn, tiny_mlp
 
-
-
-def mirrored() -> tf.distribute.MirroredStrategy:
-    """Two logical CPUs, reducing on one device (see BUILD_NOTES: CPU collectives)."""
-    return tf.distribute.MirroredStrategy(
-        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def tasks(input_shape, dtype, seed=0):

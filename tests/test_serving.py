@@ -17,8 +17,9 @@ import pytest
 import tensorflow as tf
 
 from clser_tf import backbones, benchmarks, runner
-from clser_tf.model import CLASS_NAMES_FILE, CLSER, TFLITE_FILE
-from helpers import write_idx_dir, make_config, ring_dataset
+from clser_tf.export import CLASS_NAMES_FILE, TFLITE_FILE
+from clser_tf.model import CLSER
+from helpers import make_config, mirrored, ring_dataset, write_idx_dir
 
 NUM_CLASSES = 3
 EPSILON = {"float32": 0.0, "mixed_bfloat16": 2.0**-7, "mixed_float16": 2.0**-10}
