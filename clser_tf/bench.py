@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
-from clser_tf.benchmarks import prefetched
+from clser_tf.streams import prefetched
 from clser_tf.distribution import make_strategy
 from clser_tf.evaluation import Evaluator
 from clser_tf.model import CLSER

@@ -6,7 +6,6 @@ import inspect
 from typing import Callable, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from clser_tf import export

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clser_tf import backbones, benchmarks, image_transforms, mnist360, sources
+from clser_tf import backbones, benchmarks, image_transforms, mnist360, sources, streams
 from clser_tf.errors import DatasetError
 from clser_tf.image_transforms import rotate
 from clser_tf.model import CLSER
 from helpers import write_idx_dir, random_dataset, write_cifar_dir
 
-# Imported as a module: `from clser_tf.benchmarks import test_stream` would make pytest
+# Imported as a module: `from clser_tf.streams import test_stream` would make pytest
 # collect test_stream as a test.
 
 
@@ -142,7 +142,7 @@ def flatten(epoch):
 
 def test_train_stream_drops_remainder_and_keeps_raw_dtypes():
     task = make_task()
-    epoch = epochs(benchmarks.train_stream(task, 8, seed=1), 1)[0]
+    epoch = epochs(streams.train_stream(task, 8, seed=1), 1)[0]
     assert len(epoch) == 4  # 37 // 8, the last 5 samples dropped
     for x, y in epoch:
         assert x.shape == (8, 8, 8, 3) and x.dtype == np.uint8 and y.dtype == np.int32
@@ -150,7 +150,7 @@ def test_train_stream_drops_remainder_and_keeps_raw_dtypes():
 
 def test_train_stream_samples_are_the_tasks_and_shuffled():
     task = make_task(num_train=32)
-    x, y = flatten(epochs(benchmarks.train_stream(task, 8, seed=1), 1)[0])
+    x, y = flatten(epochs(streams.train_stream(task, 8, seed=1), 1)[0])
     order = [int(np.flatnonzero((task.x_train == image).all(axis=(1, 2, 3)))[0]) for image in x]
     assert sorted(order) == list(range(32)) and order != list(range(32))
     np.testing.assert_array_equal(y, task.y_train[order])
@@ -160,11 +160,11 @@ def test_train_stream_order_is_keyed_on_seed_and_epoch_only():
     task = make_task()
 
     def order(seed, epoch, start_batch=0):
-        return flatten(epochs(benchmarks.train_stream(task, 8, seed, epoch, start_batch), 1)[0])[0]
+        return flatten(epochs(streams.train_stream(task, 8, seed, epoch, start_batch), 1)[0])[0]
 
     first = order(3, 0)
     np.testing.assert_array_equal(first, order(3, 0))  # no hidden state: rebuilt, the same
-    np.testing.assert_array_equal(first, flatten(epochs(benchmarks.train_stream(
+    np.testing.assert_array_equal(first, flatten(epochs(streams.train_stream(
         task, 8, seed=3))[1])[0])  # iterated again, the same too
     assert not np.array_equal(first, order(4, 0))
     assert not np.array_equal(first, order(3, 1))  # every epoch is shuffled afresh
@@ -172,9 +172,9 @@ def test_train_stream_order_is_keyed_on_seed_and_epoch_only():
 
 def test_train_stream_resumes_an_epoch_at_any_batch():
     task = make_task()
-    whole = epochs(benchmarks.train_stream(task, 8, seed=5, epoch=2), 1)[0]
+    whole = epochs(streams.train_stream(task, 8, seed=5, epoch=2), 1)[0]
     for start in range(len(whole) + 1):
-        rest = epochs(benchmarks.train_stream(task, 8, seed=5, epoch=2, start_batch=start), 1)[0]
+        rest = epochs(streams.train_stream(task, 8, seed=5, epoch=2, start_batch=start), 1)[0]
         assert len(rest) == len(whole) - start
         for (x, y), (x_whole, y_whole) in zip(rest, whole[start:]):
             np.testing.assert_array_equal(x, x_whole)
@@ -184,18 +184,18 @@ def test_train_stream_resumes_an_epoch_at_any_batch():
 def test_train_stream_rejects_bad_arguments():
     task = make_task(image_shape=(8, 8))
     with pytest.raises(ValueError, match="batch_size=0"):
-        benchmarks.train_stream(task, 0, seed=0)
+        streams.train_stream(task, 0, seed=0)
     with pytest.raises(ValueError, match="batch_size=38 .*37"):
-        benchmarks.train_stream(task, 38, seed=0)
+        streams.train_stream(task, 38, seed=0)
     with pytest.raises(ValueError, match="epoch=-1 is invalid: it must be an int >= 0"):
-        benchmarks.train_stream(task, 8, seed=0, epoch=-1)
+        streams.train_stream(task, 8, seed=0, epoch=-1)
     with pytest.raises(ValueError, match="start_batch=5 is invalid: .* <= 4"):
-        benchmarks.train_stream(task, 8, seed=0, start_batch=5)
+        streams.train_stream(task, 8, seed=0, start_batch=5)
 
 
 def test_test_stream_keeps_remainder_and_order():
     task = make_task()
-    batches = epochs(benchmarks.test_stream(task, 5), 1)[0]
+    batches = epochs(streams.test_stream(task, 5), 1)[0]
     assert [len(y) for _, y in batches] == [5, 5, 3]
     x, y = flatten(batches)
     np.testing.assert_array_equal(x, task.x_test)
@@ -229,11 +229,11 @@ def test_a_tasks_transform_is_applied_to_its_train_and_test_batches_alike(tmp_pa
     def permuted(x):
         return x.reshape(len(x), -1)[:, task.transform.permutation].reshape(x.shape)
 
-    x, y = flatten(epochs(benchmarks.train_stream(task, 8, seed=0), 1)[0])
+    x, y = flatten(epochs(streams.train_stream(task, 8, seed=0), 1)[0])
     permuted_train = {image.tobytes(): label for image, label in zip(permuted(data.x_train),
                                                                       data.y_train)}
     assert all(permuted_train[image.tobytes()] == label for image, label in zip(x, y))
-    x_test, y_test = flatten(epochs(benchmarks.test_stream(task, 7), 1)[0])
+    x_test, y_test = flatten(epochs(streams.test_stream(task, 7), 1)[0])
     np.testing.assert_array_equal(x_test, permuted(data.x_test))
     np.testing.assert_array_equal(y_test, data.y_test)
 
@@ -244,7 +244,7 @@ def test_the_buffer_stores_the_transformed_samples(tmp_path):
     task = bench.tasks[2]
     model = CLSER(backbones.mlp(), buffer_size=16, replay_batch_size=8, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(0.01))
-    model.fit(benchmarks.train_stream(task, 16, seed=0), epochs=1, verbose=0)
+    model.fit(streams.train_stream(task, 16, seed=0), epochs=1, verbose=0)
     rotated = {image.tobytes() for image in task.transform(data.x_train).numpy()}
     raw = {image.tobytes() for image in data.x_train}
     stored = [image.tobytes() for image in model.buffer.stored_inputs().numpy()]
@@ -288,7 +288,7 @@ def test_mnist360_pools_digits_0_to_8_with_rotated_test_sets(tmp_path):
 
 def test_general_stream_follows_the_schedule_rotating_each_sample(tmp_path):
     _, bench = _mnist360(tmp_path)
-    stream, schedule = benchmarks.general_stream(bench, 16, seed=1)
+    stream, schedule = streams.general_stream(bench, 16, seed=1)
     expected = mnist360.train_schedule([40] * 9, 16, np.random.default_rng(1))
     np.testing.assert_array_equal(schedule.indices, expected.indices)
     batches = epochs(stream, 1)[0]
@@ -298,14 +298,14 @@ def test_general_stream_follows_the_schedule_rotating_each_sample(tmp_path):
                                                                schedule.indices)])
     np.testing.assert_array_equal(x, rotate(raw, schedule.angles).numpy())
     np.testing.assert_array_equal(y, schedule.digits)
-    rest = epochs(benchmarks.general_stream(bench, 16, seed=1, start_batch=7)[0], 1)[0]
+    rest = epochs(streams.general_stream(bench, 16, seed=1, start_batch=7)[0], 1)[0]
     assert len(rest) == len(batches) - 7  # resuming skips the batches already trained
     np.testing.assert_array_equal(flatten(rest)[0], flatten(batches[7:])[0])
 
 
 def test_held_out_slice_spreads_over_every_test_set(tmp_path):
     _, bench = _mnist360(tmp_path)
-    x, y = flatten(epochs(benchmarks.held_out_slice(bench.tasks, 18, 5), 1)[0])
+    x, y = flatten(epochs(streams.held_out_slice(bench.tasks, 18, 5), 1)[0])
     all_x = np.concatenate([t.x_test for t in bench.tasks])
     picked = np.linspace(0, len(all_x) - 1, 18).round().astype(int)
     np.testing.assert_array_equal(x, all_x[picked])
@@ -314,8 +314,8 @@ def test_held_out_slice_spreads_over_every_test_set(tmp_path):
 
 def test_streams_prefetch_without_the_autotune_thread():
     task = make_task()
-    for stream in (benchmarks.train_stream(task, 8, seed=1), benchmarks.test_stream(task, 8)):
+    for stream in (streams.train_stream(task, 8, seed=1), streams.test_stream(task, 8)):
         assert stream.options().autotune.enabled is False
     plain = benchmarks._slices(task.x_test, task.y_test).batch(8)
     np.testing.assert_array_equal(
-        np.concatenate([y for _, y in benchmarks.prefetched(plain)]), task.y_test)
+        np.concatenate([y for _, y in streams.prefetched(plain)]), task.y_test)

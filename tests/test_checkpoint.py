@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import flags
 
 from clser_tf import runner
+from clser_tf.callbacks import TrainingGuard
 from clser_tf.errors import CheckpointError, DatasetError, Interrupted, TrainingDiverged
 from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command
 
@@ -197,14 +198,14 @@ def test_mnist360_stream_resumes_after_sigint_in_process(tmp_path, monkeypatch):
             "--tensorboard=false", "--export_dir=")
     runner.run(make_config(*argv, f"--output_dir={tmp_path / 'whole'}"))
 
-    batch_end = runner._TrainingGuard.on_train_batch_end
+    batch_end = TrainingGuard.on_train_batch_end
 
     def interrupt_at_step_8(self, batch, logs=None):
         if int(self.model.global_step.numpy()) == 8:
             signal.raise_signal(signal.SIGINT)  # the runner's handler notes it
         batch_end(self, batch, logs)
 
-    monkeypatch.setattr(runner._TrainingGuard, "on_train_batch_end", interrupt_at_step_8)
+    monkeypatch.setattr(TrainingGuard, "on_train_batch_end", interrupt_at_step_8)
     part = make_config(*argv, f"--output_dir={tmp_path / 'part'}")
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted, match="stopped by SIGINT at global step 8") as stop:

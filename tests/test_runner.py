@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from clser_tf import gcil, runner, sources
+from clser_tf import gcil, runner
 from clser_tf.image_transforms import draw_task_transforms
 from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset
 

@@ -1,9 +1,7 @@
 """Tests for clser_tf.sources on small files written to tmp_path (and tfds mock data)."""
 
-import gzip
 import os
 import pickle
-import struct
 import tarfile
 
 import numpy as np

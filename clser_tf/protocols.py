@@ -1,0 +1,224 @@
+"""The two training protocols: a task sequence (class-IL, domain-IL, GCIL) evaluated per
+SPEC's protocol, and one general-continual stream (mnist-360) with an accuracy curve."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from clser_tf.benchmarks import Setting, Task
+from clser_tf.streams import general_stream, held_out_slice, test_stream, train_stream
+from clser_tf.checkpoint import RunState
+from clser_tf.curve import AccuracyCurve
+from clser_tf.evaluation import Evaluator, summarize
+from clser_tf.figures import (accuracy_curve_figure, accuracy_matrix_figure,
+                              accuracy_per_task_figure, save_figures)
+from clser_tf.reporting import final_table, stream_table, summary_line
+from clser_tf.session import Session
+
+HEADLINE_MODEL = "stable"
+
+
+def _task_evaluator(session: Session) -> Callable:
+    """The evaluator of a task sequence, reporting domain-IL accuracy as ``domain_il``."""
+    evaluate = Evaluator(session.eval_models, task_il=session.benchmark.task_il)
+    if session.benchmark.setting != Setting.DOMAIN_IL:
+        return evaluate
+    return lambda test_sets, classes: {
+        name: {"domain_il": accs["class_il"]}
+        for name, accs in evaluate(test_sets, classes).items()}
+
+
+def train_task_sequence(session: Session, state: RunState | None) -> None:
+    """Task by task, evaluated per SPEC's protocol (class-IL, domain-IL, GCIL), from
+    ``state`` (a checkpoint's) when resuming."""
+    config, benchmark, results = session.config, session.benchmark, session.results
+    eval_models, eval_writer = session.eval_models, session.eval_writer
+    tasks = benchmark.tasks
+    task_classes = [list(task.classes) for task in tasks]
+    session.num_tasks = len(tasks)
+
+    def classes(first: int, last: int) -> list[list[int]] | None:
+        """The task classes of test sets first..last-1, for task-IL (None without it)."""
+        return task_classes[first:last] if benchmark.task_il else None
+
+    test_sets = [test_stream(task, config.eval_batch_size) for task in tasks]
+    evaluate = _task_evaluator(session)
+    if state is None:
+        settings = _start_results(results, evaluate(test_sets, classes(0, len(tasks))),
+                                  task_classes)
+        first_task, done_steps, trained_s = 0, 0, 0.0
+    else:
+        settings = list(next(iter(results["models"].values()))["matrix"])
+        first_task, done_steps, trained_s = (state.task, state.position,
+                                             state.extra["task_train_s"])
+    before_done = results["models"][next(iter(eval_models))]["before_task"][settings[0]]
+    for t in range(first_task, len(tasks)):
+        task = tasks[t]
+        if t > 0 and len(before_done) == t:  # accuracy on task t just before training it
+            before = evaluate(test_sets[t:t + 1], classes(t, t + 1))
+            for name in eval_models:
+                for s in settings:
+                    results["models"][name]["before_task"][s].append(before[name][s][0])
+        session.start_task(t, done_steps, trained_s)
+        _fit_task(session, t, task, done_steps)
+        done_steps, trained_s = 0, 0.0
+        trained = time.perf_counter()
+        accs = evaluate(test_sets[:t + 1], classes(0, t + 1))
+        results["timings"]["train_s"].append(trained - session.task_tick)
+        results["timings"]["eval_s"].append(time.perf_counter() - trained)
+        for name in eval_models:
+            for s in settings:
+                results["models"][name]["matrix"][s].append(accs[name][s])
+        if eval_writer is not None:
+            _write_task_summaries(eval_writer, t, accs)
+        print(summary_line(t, len(tasks), accs, time.perf_counter() - session.task_tick),
+              flush=True)
+        session.save()
+        session.start_task(t + 1)
+        session.checkpoint()
+        session.stop_if_requested()
+
+    _finish_task_sequence(session, settings)
+
+
+def _start_results(results: dict, random_init: dict, task_classes: list[list[int]]) -> list[str]:
+    """Fills in a new task sequence's results: the random-init accuracies and empty
+    matrices; returns the settings evaluated (class_il, task_il or domain_il)."""
+    settings = list(next(iter(random_init.values())).keys())
+    results["benchmark"].update(num_tasks=len(task_classes), task_classes=task_classes)
+    results["models"] = {name: {"random_init": random_init[name],
+                                "before_task": {s: [None] for s in settings},
+                                "matrix": {s: [] for s in settings}}
+                         for name in random_init}
+    results["timings"] = {"train_s": [], "eval_s": []}
+    return settings
+
+
+def _write_task_summaries(eval_writer: tf.summary.SummaryWriter, t: int, accs: dict) -> None:
+    """Accuracy per task and model, and their mean, after task ``t`` to TensorBoard."""
+    with eval_writer.as_default(step=t + 1):
+        for name, per_setting in accs.items():
+            for s, values in per_setting.items():
+                for j, acc in enumerate(values):
+                    tf.summary.scalar(f"{name}/{s}/task_{j + 1}", acc)
+                tf.summary.scalar(f"{name}/{s}/mean", sum(values) / (t + 1))
+
+
+def _finish_task_sequence(session: Session, settings: list[str]) -> None:
+    """The summaries and headline of a trained task sequence, its figures and table."""
+    results, eval_models = session.results, session.eval_models
+    for name, result in results["models"].items():
+        result["summary"] = {
+            s: summarize(result["matrix"][s], result["random_init"][s],
+                         result["before_task"][s]) for s in settings}
+    headline = HEADLINE_MODEL if HEADLINE_MODEL in eval_models else next(iter(eval_models))
+    results["headline"] = {"model": headline, **{
+        s: results["models"][headline]["summary"][s]["final_mean"] for s in settings}}
+    matrices = {name: result["matrix"] for name, result in results["models"].items()}
+    name = session.benchmark.name
+    save_figures({
+        "accuracy_matrix": accuracy_matrix_figure(matrices, f"{name}: accuracy (%)"),
+        "accuracy_per_task": accuracy_per_task_figure(matrices, name),
+    }, session.config.output_dir, session.eval_writer, len(session.benchmark.tasks))
+    print(final_table(results["models"]), flush=True)
+
+
+def _fit_task(session: Session, t: int, task: Task, done_steps: int) -> None:
+    """Trains task ``t`` from ``done_steps`` steps into it, one ``fit`` per epoch (epoch
+    ``e`` of the task has its own data order, from the run's seed, ``t`` and ``e``).
+
+    A task with fewer samples than one batch (a GCIL phase can be that small) gets no step,
+    as incomplete batches are dropped.
+    """
+    config = session.config
+    if len(task.y_train) < config.batch_size:
+        print(f"task {t + 1}: {len(task.y_train)} training samples, fewer than one batch of "
+              f"{config.batch_size}: no training step (incomplete batches are dropped, as in "
+              "the reference).", flush=True)
+        return
+    first_epoch, first_batch = divmod(done_steps, len(task.y_train) // config.batch_size)
+    session.guard.one_epoch = True
+    for epoch in range(first_epoch, config.epochs):
+        session.stop_if_requested()
+        stream = train_stream(task, config.batch_size, seed=config.seed * 1000 + t, epoch=epoch,
+                              start_batch=first_batch if epoch == first_epoch else 0)
+        session.model.fit(stream, epochs=config.epochs, initial_epoch=epoch,
+                          verbose=config.verbose, callbacks=[*session.callbacks, session.guard],
+                          shuffle=False)  # the stream is shuffled with the run's seed
+        session.raise_if_stopped()
+
+
+def train_general_stream(session: Session, state: RunState | None) -> None:
+    """One ``fit`` over the whole general-continual stream, then every model on every digit.
+
+    No task boundary reaches the model. An :class:`AccuracyCurve` evaluates the models on
+    a fixed held-out slice every ``eval_every_steps`` steps. A checkpoint's ``state``
+    resumes the stream (and the curve) where it stopped.
+    """
+    config, benchmark, results = session.config, session.benchmark, session.results
+    done_steps = state.position if state is not None else 0
+    stream, schedule = general_stream(benchmark, config.batch_size, seed=config.seed,
+                                      start_batch=done_steps)
+    num_steps = int(len(schedule.batch_sizes))
+    if state is None:
+        results["benchmark"]["stream"] = {
+            "batch_size": config.batch_size, "num_samples": int(len(schedule.digits)),
+            "num_steps": num_steps}
+    evaluate = Evaluator(session.eval_models, task_il=False)
+    curve_set = held_out_slice(benchmark.tasks, config.curve_samples, config.eval_batch_size)
+    curve = AccuracyCurve(
+        lambda: {name: accs["class_il"][0] for name, accs in evaluate([curve_set], None).items()},
+        config.eval_every_steps, session.eval_writer,
+        state=state.extra["curve"] if state is not None else None)
+    session.curve = curve
+    if state is None or state.task == 0:
+        session.start_task(0, done_steps, state.extra["task_train_s"] if state else 0.0)
+        session.stop_if_requested()
+        if done_steps < num_steps:
+            session.guard.one_epoch = False
+            session.model.fit(stream, epochs=1, verbose=config.verbose,
+                              callbacks=[*session.callbacks, curve, session.guard],
+                              shuffle=False)
+            session.raise_if_stopped()
+        else:  # resumed at the stream's last step: only the curve's end point is missing
+            curve.set_model(session.model)
+            curve.on_train_end()
+        results["timings"] = {"train_s": time.perf_counter() - session.task_tick - curve.seconds,
+                              "curve_eval_s": curve.seconds}
+        session.start_task(1)
+        session.checkpoint()
+        session.stop_if_requested()
+    _evaluate_stream(session, evaluate, curve)
+
+
+def _evaluate_stream(session: Session, evaluate: Evaluator, curve: AccuracyCurve) -> None:
+    """Every model on every digit after the stream: results, figure and table."""
+    config, benchmark, results = session.config, session.benchmark, session.results
+    trained = time.perf_counter()
+    per_digit = evaluate([test_stream(task, config.eval_batch_size)
+                          for task in benchmark.tasks], None)
+    counts = np.array([len(task.y_test) for task in benchmark.tasks])
+    results["curve"] = {"samples": min(config.curve_samples, int(counts.sum())),
+                        "steps": curve.steps}
+    results["models"] = {
+        name: {"accuracy": float(np.dot(accs["class_il"], counts) / counts.sum()),
+               "per_digit": accs["class_il"], "curve": curve.accuracy[name]}
+        for name, accs in per_digit.items()}
+    results["timings"]["eval_s"] = time.perf_counter() - trained
+    headline = HEADLINE_MODEL if HEADLINE_MODEL in session.eval_models else next(
+        iter(session.eval_models))
+    results["headline"] = {"model": headline,
+                           "accuracy": results["models"][headline]["accuracy"]}
+    if session.eval_writer is not None:
+        with session.eval_writer.as_default(step=curve.steps[-1]):
+            for name, result in results["models"].items():
+                tf.summary.scalar(f"{name}/accuracy", result["accuracy"])
+    save_figures({"accuracy_curve": accuracy_curve_figure(
+        curve.steps, {name: result["curve"] for name, result in results["models"].items()},
+        f"{benchmark.name}: accuracy along the stream")},
+        config.output_dir, session.eval_writer, curve.steps[-1])
+    print(stream_table(results["models"]), flush=True)
