@@ -316,6 +316,6 @@ def test_streams_prefetch_without_the_autotune_thread():
     task = make_task()
     for stream in (streams.train_stream(task, 8, seed=1), streams.test_stream(task, 8)):
         assert stream.options().autotune.enabled is False
-    plain = benchmarks._slices(task.x_test, task.y_test).batch(8)
+    plain = streams._slices(task.x_test, task.y_test).batch(8)
     np.testing.assert_array_equal(
         np.concatenate([y for _, y in streams.prefetched(plain)]), task.y_test)
