@@ -9,8 +9,50 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+
 import keras
-from keras import layers
+from keras import layers, ops
+
+
+def _torch_uniform(fan_in: int) -> keras.initializers.Initializer:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for conv/linear weights
+    (kaiming_uniform with a=sqrt(5)) and for the linear bias."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def _torch_conv_init() -> keras.initializers.Initializer:
+    """PyTorch's default convolution/linear weight init, U(+-1/sqrt(fan_in)), by fan-in."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+@keras.saving.register_keras_serializable(package="clser_tf")
+class TorchBatchNorm(layers.BatchNormalization):
+    """BatchNormalization that updates its moving variance with the *unbiased* batch
+    variance (times n/(n-1)), as PyTorch's BatchNorm does; normalisation itself uses the
+    biased one, as both frameworks do. Masked and renorm calls fall back to Keras's own."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = self._moments(x, None)
+        count = ops.cast(ops.size(x) // ops.shape(x)[-1], x.dtype)
+        if self.synchronized:
+            import tensorflow as tf  # synchronized is TensorFlow-only (Keras checks it)
+            count = count * tf.distribute.get_replica_context().num_replicas_in_sync
+        momentum = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum
+                                + mean * (1.0 - momentum))
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * momentum
+                                    + variance * (count / (count - 1.0)) * (1.0 - momentum))
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis,
+            offset=ops.cast(self.beta, x.dtype) if self.center else None,
+            scale=ops.cast(self.gamma, x.dtype) if self.scale else None,
+            epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def mlp(input_shape: Sequence[int] = (28, 28), num_classes: int = 10,
@@ -29,15 +71,22 @@ def mlp(input_shape: Sequence[int] = (28, 28), num_classes: int = 10,
     return keras.Model(inputs, outputs, name="mlp")
 
 
+def _conv3x3(x, filters: int, stride: int, name: str):
+    """The reference's conv3x3: padding 1 on every side (stride 2 too), no bias."""
+    x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    return layers.Conv2D(filters, 3, stride, padding="valid", use_bias=False,
+                         kernel_initializer=_torch_conv_init(), name=name)(x)
+
+
 def _basic_block(x, filters: int, stride: int, name: str, norm):
     shortcut = x
-    y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False,
-                      name=f"{name}_conv1")(x)
+    y = _conv3x3(x, filters, stride, f"{name}_conv1")
     y = layers.ReLU()(norm(name=f"{name}_bn1")(y))
-    y = layers.Conv2D(filters, 3, 1, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = _conv3x3(y, filters, 1, f"{name}_conv2")
     y = norm(name=f"{name}_bn2")(y)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, stride, use_bias=False,
+                                 kernel_initializer=_torch_conv_init(),
                                  name=f"{name}_shortcut_conv")(x)
         shortcut = norm(name=f"{name}_shortcut_bn")(shortcut)
     return layers.ReLU()(layers.Add()([y, shortcut]))
@@ -48,15 +97,21 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
              std: Sequence[float] | None = (0.2470, 0.2435, 0.2615),
              input_dtype: str = "uint8", base_filters: int = 64,
              sync_batch_norm: bool = False) -> keras.Model:
-    """CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool, BasicBlocks [2, 2, 2, 2], GAP, linear.
+    """CIFAR ResNet-18 as the reference's backbone/ResNet18.py builds it: 3x3 stride-1
+    stem, no max-pool, BasicBlocks [2, 2, 2, 2], GAP, linear.
+
+    Every 3x3 convolution pads 1 pixel on each side (stride 2 included; Keras "same" would
+    pad 0 before / 1 after), weights and the linear bias use PyTorch's default
+    U(+-1/sqrt(fan_in)), BatchNorm has PyTorch's momentum 0.1, eps 1e-5 and unbiased
+    running variance (:class:`TorchBatchNorm`).
 
     Raw pixels are scaled to [0, 1] and normalised by ``mean``/``std`` inside the model;
     2-D (grayscale) inputs get a channel axis first.
     ``sync_batch_norm`` makes BatchNorm synchronise its batch statistics across replicas.
     """
     def norm(name):
-        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
-                                         synchronized=sync_batch_norm, name=name)
+        return TorchBatchNorm(momentum=0.9, epsilon=1e-5,
+                              synchronized=sync_batch_norm, name=name)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="image")
     x = layers.Rescaling(1.0 / 255.0)(inputs)
@@ -64,7 +119,7 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
         x = layers.Reshape((*input_shape, 1))(x)
     if mean is not None and std is not None:
         x = layers.Normalization(mean=list(mean), variance=[s * s for s in std])(x)
-    x = layers.Conv2D(base_filters, 3, 1, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _conv3x3(x, base_filters, 1, "stem_conv")
     x = layers.ReLU()(norm("stem_bn")(x))
     for stage, blocks in enumerate([2, 2, 2, 2]):
         filters = base_filters * 2 ** stage
@@ -72,5 +127,7 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
             stride = 2 if stage > 0 and block == 0 else 1
             x = _basic_block(x, filters, stride, f"stage{stage + 1}_block{block + 1}", norm)
     x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(num_classes, name="classifier")(x)
+    head_init = _torch_uniform(x.shape[-1])
+    outputs = layers.Dense(num_classes, kernel_initializer=head_init,
+                           bias_initializer=head_init, name="classifier")(x)
     return keras.Model(inputs, outputs, name="resnet18")

@@ -200,9 +200,13 @@ class CLSER(keras.Model):
         x_all, y_all = tf.concat([x, x_m], 0), tf.concat([y, y_m], 0)
         variables = self.working_model.trainable_variables
         with tf.GradientTape() as tape:
-            logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
-            replay_logits = (logits[tf.shape(y)[0]:] if self.fused_forward else
+            # Two passes run the replay batch first, as the reference's observe() does, so
+            # BatchNorm's moving statistics take the merged batch last.
+            replay_logits = (None if self.fused_forward else
                              self._forward_rows(self.working_model, x_m, x, has_replay))
+            logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
+            if self.fused_forward:
+                replay_logits = logits[tf.shape(y)[0]:]
             ce_loss = tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits)) / tf.cast(
                 replica.global_size + num_replay, tf.float32)

@@ -444,3 +444,18 @@ def test_uint8_backbone_buffer_stores_raw_uint8_inputs():
     assert model.buffer.inputs.shape[1] * 4 == x[0].size  # one byte per pixel, packed
     np.testing.assert_array_equal(model.buffer.stored_inputs().numpy(), x)
     np.testing.assert_array_equal(model.buffer.labels.numpy(), y)
+
+
+def test_two_pass_runs_the_replay_pass_first_as_the_reference():
+    """observe() runs net(buf) then net(cat(batch, buf)): BatchNorm takes the merged batch last."""
+    inputs = keras.Input((2,))
+    x = keras.layers.BatchNormalization(momentum=0.0, name="bn")(inputs)  # keeps the last batch
+    backbone = keras.Model(inputs, keras.layers.Dense(3)(x))
+    model = clser_tf.CLSER(backbone, buffer_size=8, replay_batch_size=4, seed=0,
+                           fused_forward=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    labels = np.zeros(8, np.int64)
+    model.fit(np.full((8, 2), 5.0, np.float32), labels, batch_size=8, epochs=1, verbose=0)
+    model.fit(np.full((8, 2), 1.0, np.float32), labels, batch_size=8, epochs=1, verbose=0)
+    moving_mean = np.asarray(model.working_model.get_layer("bn").moving_mean)
+    np.testing.assert_allclose(moving_mean, (8 * 1.0 + 4 * 5.0) / 12, rtol=1e-6)
