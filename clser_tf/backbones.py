@@ -7,11 +7,11 @@ samples and an exported model serves raw images.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
-import math
-
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 
@@ -40,7 +40,6 @@ class TorchBatchNorm(layers.BatchNormalization):
         mean, variance = self._moments(x, None)
         count = ops.cast(ops.size(x) // ops.shape(x)[-1], x.dtype)
         if self.synchronized:
-            import tensorflow as tf  # synchronized is TensorFlow-only (Keras checks it)
             count = count * tf.distribute.get_replica_context().num_replicas_in_sync
         momentum = self.momentum
         self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum
