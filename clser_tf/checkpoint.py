@@ -1,19 +1,22 @@
 """Checkpoints of a run: everything that decides its future, written so a kill loses nothing.
 
-A checkpoint directory is ``tf.train.CheckpointManager``'s, plus one JSON run state per
-checkpoint::
+A checkpoint directory is ``tf.train.CheckpointManager``'s::
 
     checkpoint                        TF's state file naming the checkpoints, newest last
-    ckpt-<n>.index, ckpt-<n>.data-*   tf.train.Checkpoint(model=..., optimizer=...): the three
-                                      models, the buffer (inputs, labels, seen count), the
-                                      global step, the optimizer's slots and iteration count
-    ckpt-<n>.json                     the run state: where the run is (task, steps done in
-                                      it), the results so far, and the deciding settings
+    ckpt-<n>.index, ckpt-<n>.data-*   tf.train.Checkpoint(model=..., optimizer=...,
+                                      run_state=...): the three models, the buffer (inputs,
+                                      labels, seen count), the global step, the optimizer's
+                                      slots and iteration count, and the run state
 
-The run state of checkpoint ``n`` is written (atomically: a temporary file renamed) before
-the TF checkpoint, and TF writes its state file last, so a kill at any moment leaves the
-previous checkpoint readable. Nothing else needs saving: every random draw of the step is
-keyed on (seed, stream, global step), and the data order of a task's epoch on (seed, epoch).
+The run state (where the run is: task, steps done in it; the results so far; the deciding
+settings) is a ``tf.train.experimental.PythonState`` inside the same checkpoint, so the two
+can never disagree. The manager numbers the checkpoints (its save counter), keeps the newest
+``keep``, writes the state file last (a kill at any moment leaves the previous checkpoint
+readable) and decides when a periodic one is due from the global step (its
+``step_counter`` and ``checkpoint_interval``): at most one checkpoint per global step, a
+periodic one at least ``every_steps`` steps after the previous one. Nothing else needs
+saving: every random draw of the step is keyed on (seed, stream, global step), and the data
+order of a task's epoch on (seed, epoch).
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from clser_tf.config import RunConfig, deciding_settings
 from clser_tf.errors import CheckpointError, TrainingDiverged, first_line
 
 RUN_STATE_FORMAT = "clser_tf run state"
-RUN_STATE_VERSION = 1
+RUN_STATE_VERSION = 2  # 1: a ckpt-<n>.json file beside each checkpoint
 PREFIX = "ckpt"
+_RUN_STATE_KEY = "run_state/.ATTRIBUTES/py_state"  # the run state's tensor in a checkpoint
+_RESTART = "add --restart to start over (it removes the checkpoints)"
+
 
 def write_json(path: str, payload: Any) -> None:
     """Writes ``payload`` atomically: a temporary file renamed over ``path``."""
@@ -68,6 +74,75 @@ class RunState:
         return self.global_step - self.task_start_step
 
 
+class _RunStateSlot(tf.train.experimental.PythonState):
+    """The run state as JSON inside the TF checkpoint."""
+
+    def __init__(self):
+        self.payload: dict[str, Any] = {}
+
+    def serialize(self) -> str:
+        return json.dumps(self.payload)
+
+    def deserialize(self, string_value) -> None:
+        self.payload = json.loads(string_value)
+
+
+def latest_checkpoint(directory: str) -> str | None:
+    """The newest checkpoint's prefix in ``directory`` (None if there is no state file).
+
+    Raises :class:`CheckpointError` (one line) if the state file is corrupt or names no
+    checkpoint that exists.
+    """
+    state_file = os.path.join(directory, "checkpoint")
+    if not os.path.isfile(state_file):
+        return None
+    try:
+        path = tf.train.latest_checkpoint(directory)
+    except (tf.errors.OpError, ValueError) as error:
+        path, detail = None, f": {first_line(error)}"
+    else:
+        detail = ""
+    if path is None:
+        raise CheckpointError(
+            f"the checkpoint state file {state_file!r} is corrupt or names no checkpoint "
+            f"that exists{detail}; {_RESTART}.")
+    return path
+
+
+def _unrestorable(path: str, error: Exception) -> CheckpointError:
+    return CheckpointError(f"the checkpoint {path!r} cannot be restored into this model "
+                           f"({type(error).__name__}: {first_line(error)}); {_RESTART}.")
+
+
+def read_run_state(path: str) -> dict[str, Any]:
+    """The run state inside checkpoint ``path``, checked to be one of this version."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        if not reader.has_tensor(_RUN_STATE_KEY):
+            raise CheckpointError(f"{path!r} is not a clser_tf checkpoint: it holds no run "
+                                  f"state; {_RESTART}.")
+        text = reader.get_tensor(_RUN_STATE_KEY)
+    except CheckpointError:
+        raise
+    except Exception as error:  # truncated files raise IndexError, others OpError
+        raise _unrestorable(path, error) from None
+    try:
+        payload = json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(f"the run state of {path!r} is unreadable or corrupt "
+                              f"({first_line(error)}); {_RESTART}.") from None
+    keys = ("format", "version", "global_step", "task", "task_start_step", "results", "extra",
+            "config")
+    if not isinstance(payload, dict) or payload.get("format") != RUN_STATE_FORMAT or (
+            any(key not in payload for key in keys)):
+        raise CheckpointError(f"the run state of {path!r} is not a clser_tf run state; "
+                              f"{_RESTART}.")
+    if payload["version"] != RUN_STATE_VERSION:
+        raise CheckpointError(f"{path!r} holds a version {payload['version']!r} run state; "
+                              f"this clser_tf reads version {RUN_STATE_VERSION}; {_RESTART}.")
+    return payload
+
+
 def find_run_state(directory: str, config: RunConfig) -> RunState | None:
     """The newest checkpoint's run state in ``directory``, checked against ``config``.
 
@@ -75,50 +150,13 @@ def find_run_state(directory: str, config: RunConfig) -> RunState | None:
     :class:`CheckpointError` (one line) when it names a checkpoint that is not a readable
     clser_tf run state, or one of a run with other deciding settings.
     """
-    if not os.path.isfile(os.path.join(directory, "checkpoint")):
+    path = latest_checkpoint(directory)
+    if path is None:
         return None
-    try:
-        state = tf.train.get_checkpoint_state(directory)
-    except (tf.errors.OpError, ValueError) as error:
-        state, detail = None, f": {first_line(error)}"
-    else:
-        detail = ""
-    if state is None or not state.model_checkpoint_path:
-        raise CheckpointError(
-            f"the checkpoint state file {os.path.join(directory, 'checkpoint')!r} is "
-            f"corrupt{detail}; {_RESTART}.")
-    path = state.model_checkpoint_path
-    if not os.path.isabs(path):
-        path = os.path.join(directory, path)
-    payload = _read_run_state(path)
+    payload = read_run_state(path)
     _check_config(payload["config"], deciding_settings(config), directory)
     return RunState(path, payload["global_step"], payload["task"], payload["task_start_step"],
                     payload["results"], payload["extra"])
-
-
-_RESTART = "add --restart to start over (it removes the checkpoints)"
-
-
-def _read_run_state(path: str) -> dict[str, Any]:
-    json_path = path + ".json"
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            payload = json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path!r} is not a clser_tf checkpoint: its run state "
-                              f"{json_path!r} is missing; {_RESTART}.") from None
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"the run state {json_path!r} is unreadable or corrupt "
-                              f"({first_line(error)}); {_RESTART}.") from None
-    keys = ("format", "version", "global_step", "task", "task_start_step", "results", "extra",
-            "config")
-    if not isinstance(payload, dict) or payload.get("format") != RUN_STATE_FORMAT or (
-            any(key not in payload for key in keys)):
-        raise CheckpointError(f"{json_path!r} is not a clser_tf run state; {_RESTART}.")
-    if payload["version"] != RUN_STATE_VERSION:
-        raise CheckpointError(f"{json_path!r} is a version {payload['version']!r} run state; "
-                              f"this clser_tf reads version {RUN_STATE_VERSION}; {_RESTART}.")
-    return payload
 
 
 def _check_config(saved: dict[str, Any], current: dict[str, Any], directory: str) -> None:
@@ -131,30 +169,49 @@ def _check_config(saved: dict[str, Any], current: dict[str, Any], directory: str
             f"Run with the checkpoint's settings to resume it, or {_RESTART}.")
 
 
-class Checkpointer:
-    """Writes and restores the checkpoints of one run's model and optimizer.
+def remove_checkpoints(directory: str) -> None:
+    """Removes ``directory``'s checkpoints (``--restart``); other files are left alone."""
+    patterns = ("checkpoint", f"{PREFIX}-*.index", f"{PREFIX}-*.data-*", f"{PREFIX}-*_temp",
+                f"{PREFIX}-*.json", f"{PREFIX}-*.json.tmp")  # .json: version 1 run states
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
+            if os.path.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                os.remove(path)
 
-    ``directory`` receives the checkpoints; the newest ``keep`` are kept.
+
+class Checkpointer:
+    """Writes and restores the checkpoints of one run's model, optimizer and run state.
+
+    ``directory`` receives the checkpoints; the newest ``keep`` are kept; a periodic
+    checkpoint (:meth:`write` with ``periodic=True``) is due ``every_steps`` global steps
+    after the previous checkpoint (0: never). ``restored`` is the run state the model was
+    (or is about to be) restored from, None for a new run.
     """
 
-    def __init__(self, model: keras.Model, directory: str, keep: int):
+    def __init__(self, model: keras.Model, directory: str, keep: int, every_steps: int,
+                 restored: RunState | None = None):
         if keep < 1:
             raise ValueError(f"keep={keep!r} is invalid: keep at least one checkpoint.")
         self.directory = directory
         self._model = model
-        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        self._keep = keep
-        self._manager: tf.train.CheckpointManager | None = None
-        self.last_step: int | None = None  # global step of the newest checkpoint
+        self._state = _RunStateSlot()
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                               run_state=self._state)
+        self._every = every_steps
+        self.last_step = restored.global_step if restored is not None else None
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, directory, max_to_keep=keep, checkpoint_name=PREFIX,
+            step_counter=model.global_step, checkpoint_interval=every_steps or None,
+            last_checkpoint_step=self.last_step)
 
     def restore(self, state: RunState) -> None:
         """Loads ``state``'s TF checkpoint into the model and optimizer (built beforehand)."""
         try:
             self._checkpoint.restore(state.path).assert_consumed()
         except Exception as error:  # truncated files raise IndexError, foreign ones others
-            raise CheckpointError(
-                f"the checkpoint {state.path!r} cannot be restored into this model "
-                f"({type(error).__name__}: {first_line(error)}); {_RESTART}.") from None
+            raise _unrestorable(state.path, error) from None
         step = int(self._model.global_step.numpy())
         if step != state.global_step:
             raise CheckpointError(
@@ -162,41 +219,45 @@ class Checkpointer:
                 f"says {state.global_step}: they do not belong together; {_RESTART}.")
         self.last_step = step
 
-    # ------------------------------------------------------------------ writing
     def write(self, *, task: int, task_start_step: int, results: dict[str, Any],
-              extra: dict[str, Any], config: RunConfig) -> str:
-        """Writes checkpoint ``n + 1`` of the current model and optimizer; returns its path.
+              extra: dict[str, Any], config: RunConfig, periodic: bool = False) -> str | None:
+        """Writes a checkpoint of the model, optimizer and run state; returns its path.
 
-        Raises :class:`TrainingDiverged` instead when a weight is not finite, so the
-        newest checkpoint is always the last finite state.
+        None when none is written: a periodic one that is not due, or any one at a global
+        step that already has its checkpoint. Raises :class:`TrainingDiverged` instead when
+        a weight is not finite, so the newest checkpoint is always the last finite state.
         """
-        step = int(self._model.global_step.numpy())
+        if not self.due(periodic):
+            return None
+        step = self._step()
         floats = [v for v in self._model.weights if tf.as_dtype(v.dtype).is_floating]
         if not bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])):
             raise TrainingDiverged(
                 f"training diverged: a weight is not finite at global step {step}; no "
                 f"checkpoint was written of it{self._last_good()}")
-        if self._manager is None:
-            os.makedirs(self.directory, exist_ok=True)
-            self._manager = tf.train.CheckpointManager(
-                self._checkpoint, self.directory, max_to_keep=self._keep,
-                checkpoint_name=PREFIX)
-        number = 1 + max([0, *(_number(p) for p in self._manager.checkpoints)])
-        path = os.path.join(self.directory, f"{PREFIX}-{number}")
-        write_json(path + ".json", {
+        os.makedirs(self.directory, exist_ok=True)
+        self._state.payload = {
             "format": RUN_STATE_FORMAT, "version": RUN_STATE_VERSION,
             "global_step": step, "task": task, "task_start_step": task_start_step,
-            "config": deciding_settings(config), "extra": extra, "results": results})
-        saved = self._manager.save(checkpoint_number=number)
+            "config": deciding_settings(config), "extra": extra, "results": results}
+        saved = self._manager.save(check_interval=periodic)
         self.last_step = step
-        kept = {os.path.basename(p) for p in self._manager.checkpoints}
-        for stale in glob.glob(os.path.join(glob.escape(self.directory), f"{PREFIX}-*.json")):
-            if os.path.basename(stale)[:-len(".json")] not in kept:
-                os.remove(stale)
         return saved
 
+    def due(self, periodic: bool = False) -> bool:
+        """Whether :meth:`write` would write now: the manager's own rule (one checkpoint per
+        global step; a periodic one ``every_steps`` after the previous), asked first so that
+        the run state is built and the weights checked only when a checkpoint is written."""
+        step = self._step()
+        if periodic:
+            return self._every > 0 and step >= (self.last_step or 0) + self._every
+        return step != self.last_step
+
+    def _step(self) -> int:
+        return int(self._model.global_step.numpy())
+
     def _last_good(self) -> str:
-        if self.last_step is None:
+        if self._manager.latest_checkpoint is None:
             return " (no checkpoint was written before it)."
         return (f"; the newest checkpoint, of global step {self.last_step}, is the last "
                 f"finite state (in {self.directory!r}).")
@@ -206,22 +267,6 @@ class Checkpointer:
         return TrainingDiverged(f"training diverged: {what}; stopped without writing a "
                                 f"checkpoint of it{self._last_good()} A lower --lr usually "
                                 "avoids it (BUILD_NOTES.md: perm-mnist at lr 0.2).")
-
-    def clear(self) -> None:
-        """Removes this directory's checkpoints (``--restart``); other files are left alone."""
-        patterns = ("checkpoint", f"{PREFIX}-*.index", f"{PREFIX}-*.data-*", f"{PREFIX}-*.json",
-                    f"{PREFIX}-*.json.tmp", f"{PREFIX}-*_temp")
-        for pattern in patterns:
-            for path in glob.glob(os.path.join(glob.escape(self.directory), pattern)):
-                if os.path.isdir(path):
-                    tf.io.gfile.rmtree(path)
-                else:
-                    os.remove(path)
-        self._manager, self.last_step = None, None
-
-
-def _number(path: str) -> int:
-    return int(os.path.basename(path).rsplit("-", 1)[1])
 
 
 def finite(values: Any) -> bool:

@@ -9,15 +9,17 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from clser_tf.benchmarks import Setting, Task
-from clser_tf.streams import general_stream, held_out_slice, test_stream, train_stream
+from clser_tf.benchmarks import Benchmark, Setting, Task
 from clser_tf.checkpoint import RunState
+from clser_tf.config import RunConfig
 from clser_tf.curve import AccuracyCurve
-from clser_tf.evaluation import Evaluator, summarize
+from clser_tf.evaluation import Evaluator
 from clser_tf.figures import (accuracy_curve_figure, accuracy_matrix_figure,
                               accuracy_per_task_figure, save_figures)
 from clser_tf.reporting import final_table, stream_table, summary_line
+from clser_tf.results import StreamModelResults, StreamResults, TaskSequenceResults
 from clser_tf.session import Session
+from clser_tf.streams import general_stream, held_out_slice, test_stream, train_stream
 
 HEADLINE_MODEL = "stable"
 
@@ -32,14 +34,17 @@ def _task_evaluator(session: Session) -> Callable:
         for name, accs in evaluate(test_sets, classes).items()}
 
 
+def benchmark_record(benchmark: Benchmark) -> dict:
+    """What results.json says of the benchmark: its name, setting and draws."""
+    return {"name": benchmark.name, "setting": benchmark.setting, **benchmark.details}
+
+
 def train_task_sequence(session: Session, state: RunState | None) -> None:
     """Task by task, evaluated per SPEC's protocol (class-IL, domain-IL, GCIL), from
     ``state`` (a checkpoint's) when resuming."""
-    config, benchmark, results = session.config, session.benchmark, session.results
-    eval_models, eval_writer = session.eval_models, session.eval_writer
+    config, benchmark = session.config, session.benchmark
     tasks = benchmark.tasks
     task_classes = [list(task.classes) for task in tasks]
-    session.num_tasks = len(tasks)
 
     def classes(first: int, last: int) -> list[list[int]] | None:
         """The task classes of test sets first..last-1, for task-IL (None without it)."""
@@ -48,54 +53,39 @@ def train_task_sequence(session: Session, state: RunState | None) -> None:
     test_sets = [test_stream(task, config.eval_batch_size) for task in tasks]
     evaluate = _task_evaluator(session)
     if state is None:
-        settings = _start_results(results, evaluate(test_sets, classes(0, len(tasks))),
-                                  task_classes)
+        results = TaskSequenceResults.start(
+            config.flat(), benchmark_record(benchmark), task_classes,
+            evaluate(test_sets, classes(0, len(tasks))))
         first_task, done_steps, trained_s = 0, 0, 0.0
     else:
-        settings = list(next(iter(results["models"].values()))["matrix"])
+        results = TaskSequenceResults.from_json({**state.results, "config": config.flat()})
         first_task, done_steps, trained_s = (state.task, state.position,
                                              state.extra["task_train_s"])
-    before_done = results["models"][next(iter(eval_models))]["before_task"][settings[0]]
+    session.results = results
     for t in range(first_task, len(tasks)):
-        task = tasks[t]
-        if t > 0 and len(before_done) == t:  # accuracy on task t just before training it
-            before = evaluate(test_sets[t:t + 1], classes(t, t + 1))
-            for name in eval_models:
-                for s in settings:
-                    results["models"][name]["before_task"][s].append(before[name][s][0])
-        session.start_task(t, done_steps, trained_s)
-        _fit_task(session, t, task, done_steps)
+        if results.owes_before_task(t):  # accuracy on task t just before training it
+            results.add_before_task(evaluate(test_sets[t:t + 1], classes(t, t + 1)))
+        session.start_task(t, _task_steps(config, tasks[t]), done_steps, trained_s)
+        _fit_task(session, t, tasks[t], done_steps)
         done_steps, trained_s = 0, 0.0
         trained = time.perf_counter()
         accs = evaluate(test_sets[:t + 1], classes(0, t + 1))
-        results["timings"]["train_s"].append(trained - session.task_tick)
-        results["timings"]["eval_s"].append(time.perf_counter() - trained)
-        for name in eval_models:
-            for s in settings:
-                results["models"][name]["matrix"][s].append(accs[name][s])
-        if eval_writer is not None:
-            _write_task_summaries(eval_writer, t, accs)
-        print(summary_line(t, len(tasks), accs, time.perf_counter() - session.task_tick),
+        results.add_task(accs, trained - session.position.tick, time.perf_counter() - trained)
+        if session.eval_writer is not None:
+            _write_task_summaries(session.eval_writer, t, accs)
+        print(summary_line(t, len(tasks), accs, time.perf_counter() - session.position.tick),
               flush=True)
         session.save()
         session.start_task(t + 1)
         session.checkpoint()
         session.stop_if_requested()
 
-    _finish_task_sequence(session, settings)
+    _finish_task_sequence(session)
 
 
-def _start_results(results: dict, random_init: dict, task_classes: list[list[int]]) -> list[str]:
-    """Fills in a new task sequence's results: the random-init accuracies and empty
-    matrices; returns the settings evaluated (class_il, task_il or domain_il)."""
-    settings = list(next(iter(random_init.values())).keys())
-    results["benchmark"].update(num_tasks=len(task_classes), task_classes=task_classes)
-    results["models"] = {name: {"random_init": random_init[name],
-                                "before_task": {s: [None] for s in settings},
-                                "matrix": {s: [] for s in settings}}
-                         for name in random_init}
-    results["timings"] = {"train_s": [], "eval_s": []}
-    return settings
+def _task_steps(config: RunConfig, task: Task) -> int:
+    """The training steps of ``task``: every epoch's full batches."""
+    return len(task.y_train) // config.batch_size * config.epochs
 
 
 def _write_task_summaries(eval_writer: tf.summary.SummaryWriter, t: int, accs: dict) -> None:
@@ -108,23 +98,16 @@ def _write_task_summaries(eval_writer: tf.summary.SummaryWriter, t: int, accs: d
                 tf.summary.scalar(f"{name}/{s}/mean", sum(values) / (t + 1))
 
 
-def _finish_task_sequence(session: Session, settings: list[str]) -> None:
+def _finish_task_sequence(session: Session) -> None:
     """The summaries and headline of a trained task sequence, its figures and table."""
-    results, eval_models = session.results, session.eval_models
-    for name, result in results["models"].items():
-        result["summary"] = {
-            s: summarize(result["matrix"][s], result["random_init"][s],
-                         result["before_task"][s]) for s in settings}
-    headline = HEADLINE_MODEL if HEADLINE_MODEL in eval_models else next(iter(eval_models))
-    results["headline"] = {"model": headline, **{
-        s: results["models"][headline]["summary"][s]["final_mean"] for s in settings}}
-    matrices = {name: result["matrix"] for name, result in results["models"].items()}
+    results = session.results
+    results.finish(HEADLINE_MODEL)
     name = session.benchmark.name
     save_figures({
-        "accuracy_matrix": accuracy_matrix_figure(matrices, f"{name}: accuracy (%)"),
-        "accuracy_per_task": accuracy_per_task_figure(matrices, name),
+        "accuracy_matrix": accuracy_matrix_figure(results.matrices(), f"{name}: accuracy (%)"),
+        "accuracy_per_task": accuracy_per_task_figure(results.matrices(), name),
     }, session.config.output_dir, session.eval_writer, len(session.benchmark.tasks))
-    print(final_table(results["models"]), flush=True)
+    print(final_table(results.to_json()["models"]), flush=True)
 
 
 def _fit_task(session: Session, t: int, task: Task, done_steps: int) -> None:
@@ -159,15 +142,18 @@ def train_general_stream(session: Session, state: RunState | None) -> None:
     a fixed held-out slice every ``eval_every_steps`` steps. A checkpoint's ``state``
     resumes the stream (and the curve) where it stopped.
     """
-    config, benchmark, results = session.config, session.benchmark, session.results
+    config, benchmark = session.config, session.benchmark
     done_steps = state.position if state is not None else 0
     stream, schedule = general_stream(benchmark, config.batch_size, seed=config.seed,
                                       start_batch=done_steps)
     num_steps = int(len(schedule.batch_sizes))
     if state is None:
-        results["benchmark"]["stream"] = {
+        results = StreamResults(config.flat(), {**benchmark_record(benchmark), "stream": {
             "batch_size": config.batch_size, "num_samples": int(len(schedule.digits)),
-            "num_steps": num_steps}
+            "num_steps": num_steps}})
+    else:
+        results = StreamResults.from_json({**state.results, "config": config.flat()})
+    session.results = results
     evaluate = Evaluator(session.eval_models, task_il=False)
     curve_set = held_out_slice(benchmark.tasks, config.curve_samples, config.eval_batch_size)
     curve = AccuracyCurve(
@@ -176,7 +162,8 @@ def train_general_stream(session: Session, state: RunState | None) -> None:
         state=state.extra["curve"] if state is not None else None)
     session.curve = curve
     if state is None or state.task == 0:
-        session.start_task(0, done_steps, state.extra["task_train_s"] if state else 0.0)
+        session.start_task(0, num_steps, done_steps,
+                           state.extra["task_train_s"] if state else 0.0)
         session.stop_if_requested()
         if done_steps < num_steps:
             session.guard.one_epoch = False
@@ -187,8 +174,9 @@ def train_general_stream(session: Session, state: RunState | None) -> None:
         else:  # resumed at the stream's last step: only the curve's end point is missing
             curve.set_model(session.model)
             curve.on_train_end()
-        results["timings"] = {"train_s": time.perf_counter() - session.task_tick - curve.seconds,
-                              "curve_eval_s": curve.seconds}
+        results.timings = {
+            "train_s": time.perf_counter() - session.position.tick - curve.seconds,
+            "curve_eval_s": curve.seconds}
         session.start_task(1)
         session.checkpoint()
         session.stop_if_requested()
@@ -202,23 +190,19 @@ def _evaluate_stream(session: Session, evaluate: Evaluator, curve: AccuracyCurve
     per_digit = evaluate([test_stream(task, config.eval_batch_size)
                           for task in benchmark.tasks], None)
     counts = np.array([len(task.y_test) for task in benchmark.tasks])
-    results["curve"] = {"samples": min(config.curve_samples, int(counts.sum())),
-                        "steps": curve.steps}
-    results["models"] = {
-        name: {"accuracy": float(np.dot(accs["class_il"], counts) / counts.sum()),
-               "per_digit": accs["class_il"], "curve": curve.accuracy[name]}
-        for name, accs in per_digit.items()}
-    results["timings"]["eval_s"] = time.perf_counter() - trained
-    headline = HEADLINE_MODEL if HEADLINE_MODEL in session.eval_models else next(
-        iter(session.eval_models))
-    results["headline"] = {"model": headline,
-                           "accuracy": results["models"][headline]["accuracy"]}
+    results.finish(
+        {name: StreamModelResults(float(np.dot(accs["class_il"], counts) / counts.sum()),
+                                  accs["class_il"], curve.accuracy[name])
+         for name, accs in per_digit.items()},
+        {"samples": min(config.curve_samples, int(counts.sum())), "steps": curve.steps},
+        HEADLINE_MODEL)
+    results.timings["eval_s"] = time.perf_counter() - trained
     if session.eval_writer is not None:
         with session.eval_writer.as_default(step=curve.steps[-1]):
-            for name, result in results["models"].items():
-                tf.summary.scalar(f"{name}/accuracy", result["accuracy"])
+            for name, result in results.models.items():
+                tf.summary.scalar(f"{name}/accuracy", result.accuracy)
     save_figures({"accuracy_curve": accuracy_curve_figure(
-        curve.steps, {name: result["curve"] for name, result in results["models"].items()},
+        curve.steps, {name: result.curve for name, result in results.models.items()},
         f"{benchmark.name}: accuracy along the stream")},
         config.output_dir, session.eval_writer, curve.steps[-1])
-    print(stream_table(results["models"]), flush=True)
+    print(stream_table(results.to_json()["models"]), flush=True)

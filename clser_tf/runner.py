@@ -29,8 +29,9 @@ import tensorflow as tf
 from clser_tf import backbones, protocols
 from clser_tf.augment import RandomCropFlip
 from clser_tf.benchmarks import Benchmark, Setting, load_benchmark
-from clser_tf.callbacks import TrainingGuard, TrainSummaries
-from clser_tf.checkpoint import Checkpointer, RunState, find_run_state
+from clser_tf.callbacks import TrainSummaries
+from clser_tf.checkpoint import (Checkpointer, RunState, find_run_state,
+                                 remove_checkpoints)
 from clser_tf.config import RunConfig
 from clser_tf.distribution import is_chief
 from clser_tf.errors import CheckpointError
@@ -116,7 +117,7 @@ def _op_determinism(enabled: bool):
 
 
 def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
-                       resume_dir: str | None) -> dict[str, Any]:
+                resume_dir: str | None) -> dict[str, Any]:
     start = time.perf_counter()
     # A checkpoint of other settings is refused before any data is read or file written.
     state = (None if config.restart
@@ -128,12 +129,13 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
     with strategy.scope():
         model = build_model(benchmark, config)
         model.optimizer.build(model.trainable_variables)  # restorable; fit then skips it
-    checkpointer = Checkpointer(model, config.checkpoint_dir, config.keep_checkpoints)
+    if config.restart:
+        remove_checkpoints(config.checkpoint_dir)
+    checkpointer = Checkpointer(model, config.checkpoint_dir, config.keep_checkpoints,
+                                config.checkpoint_every_steps, restored=state)
     if state is not None:
         checkpointer.restore(state)
     _check_workers_agree(strategy, int(model.global_step.numpy()))
-    if config.restart:
-        checkpointer.clear()
     os.makedirs(config.output_dir, exist_ok=True)
     general = benchmark.setting == Setting.GENERAL_CONTINUAL
     if state is not None:
@@ -143,18 +145,13 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
     train_writer, eval_writer = _writers(config)
     callbacks = ([TrainSummaries(train_writer, config.log_every_steps)]
                  if train_writer is not None else [])
-    results = _initial_results(config, benchmark, state)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # Under multi-worker training a signal is not handled: workers would see it at different
     # steps and wait for each other forever. They resume from the last periodic checkpoint.
     with StopRequest(install=not multi_worker) as stop:
         session = Session(config, benchmark, model, eval_models, callbacks, eval_writer,
-                           results, os.path.join(config.output_dir, "results.json"),
-                           checkpointer, stop,
-                           run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
-        session.guard = TrainingGuard(session)
-        if state is not None:
-            session.written = (state.task, state.global_step)
+                          checkpointer, stop,
+                          run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
         if general:
             protocols.train_general_stream(session, state)
         else:
@@ -165,11 +162,11 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
     if config.export_dir:
         model.export_stable(config.export_dir, tflite=config.export_tflite,
                             class_names=benchmark.class_names)
-    results["timings"]["total_s"] = time.perf_counter() - session.run_tick
+    session.results.timings["total_s"] = time.perf_counter() - session.run_tick
     session.save()
     print(f"results: {session.results_path}" + (f"  export: {config.export_dir}"
                                                 if config.export_dir else ""), flush=True)
-    return results
+    return session.results.to_json()
 
 
 def _writers(config: RunConfig) -> tuple[tf.summary.SummaryWriter | None, ...]:
@@ -179,18 +176,6 @@ def _writers(config: RunConfig) -> tuple[tf.summary.SummaryWriter | None, ...]:
     tb_dir = os.path.join(config.output_dir, "tensorboard")
     return (tf.summary.create_file_writer(os.path.join(tb_dir, "train")),
             tf.summary.create_file_writer(os.path.join(tb_dir, "eval")))
-
-
-def _initial_results(config: RunConfig, benchmark: Benchmark,
-                     state: RunState | None) -> dict[str, Any]:
-    """A new run's results (its config and benchmark), or a resumed run's so far."""
-    if state is None:
-        return {"config": config.flat(),
-                "benchmark": {"name": benchmark.name, "setting": benchmark.setting,
-                              **benchmark.details}}
-    results = state.results
-    results["config"] = config.flat()
-    return results
 
 
 def _resume_line(state: RunState, num_tasks: int, general: bool) -> str:

@@ -17,6 +17,7 @@ from absl import flags
 
 from clser_tf import runner
 from clser_tf.callbacks import TrainingGuard
+from clser_tf.checkpoint import latest_checkpoint, read_run_state
 from clser_tf.errors import CheckpointError, DatasetError, Interrupted, TrainingDiverged
 from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command
 
@@ -53,15 +54,11 @@ def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
 def newest_state(directory) -> dict | None:
     """The newest checkpoint's run state (None if none), read while a run may write."""
     for _ in range(50):
+        if not os.path.exists(os.path.join(directory, "checkpoint")):
+            return None
         try:
-            with open(os.path.join(directory, "checkpoint")) as f:
-                name = re.search(r'^model_checkpoint_path: "(.*)"', f.read(), re.M).group(1)
-            with open(os.path.join(directory, name + ".json")) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            if not os.path.exists(os.path.join(directory, "checkpoint")):
-                return None
-        except (AttributeError, ValueError):  # a file being replaced
+            return read_run_state(latest_checkpoint(str(directory)))
+        except CheckpointError:  # a file being replaced
             pass
         time.sleep(0.002)
     return None
@@ -107,10 +104,12 @@ def comparable_results(output_dir) -> dict:
 
 
 def checkpoint_values(directory) -> dict[str, np.ndarray]:
-    """Every value of the newest checkpoint but TF's save counter."""
+    """Every value of the newest checkpoint but TF's save counter and the run state (its
+    results are compared through results.json; it also holds the timings)."""
     reader = tf.train.load_checkpoint(str(directory))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if not name.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))}
+            if not name.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH",
+                                    "run_state"))}
 
 
 def assert_same_state(output_dir, expected_dir):
@@ -234,7 +233,7 @@ def test_other_settings_are_refused_naming_them_and_restart_starts_over(referenc
     assert "resuming" not in capsys.readouterr().out
     assert results["config"]["lr"] == 0.1
     assert newest_state(run_dir / "checkpoints")["config"]["lr"] == 0.1
-    assert len(os.listdir(run_dir / "checkpoints")) == 1 + 2 * 3  # state file, 2 x 3 files
+    assert len(os.listdir(run_dir / "checkpoints")) == 1 + 2 * 2  # state file, 2 x 2 files
 
 
 class _ExplodingRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -336,19 +335,41 @@ def _truncate(path, keep=0.5):
         f.truncate(int(os.path.getsize(path) * keep))
 
 
-def _foreign_checkpoint(directory, newest):
+def _foreign_checkpoint(directory, newest, run_state=None):
+    """A checkpoint of another model in place of the run's, holding ``run_state``
+    (a string; None: no run state)."""
     for path in os.listdir(directory):
         os.remove(os.path.join(directory, path))
-    tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), str(directory), 1,
+    objects = {"v": tf.Variable(1.0)}
+    if run_state is not None:
+        objects["run_state"] = _Text(run_state)
+    tf.train.CheckpointManager(tf.train.Checkpoint(**objects), str(directory), 1,
                                checkpoint_name="ckpt").save()
+
+
+class _Text(tf.train.experimental.PythonState):
+    """A string where a checkpoint keeps its run state."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def serialize(self):
+        return self.text
+
+    def deserialize(self, string_value):
+        self.text = string_value
 
 
 def _foreign_weights(directory, newest):
     """Our run state over a checkpoint of another model."""
-    state = open(newest + ".json").read()
-    _foreign_checkpoint(directory, newest)
-    with open(os.path.join(directory, "ckpt-1.json"), "w") as f:
-        f.write(state)
+    state = tf.train.load_checkpoint(newest).get_tensor("run_state/.ATTRIBUTES/py_state")
+    _foreign_checkpoint(directory, newest, state.decode())
+
+
+def _corrupt_run_state(directory, newest):
+    """Our run state cut in half, in a checkpoint."""
+    state = tf.train.load_checkpoint(newest).get_tensor("run_state/.ATTRIBUTES/py_state")
+    _foreign_checkpoint(directory, newest, state.decode()[:len(state) // 2])
 
 
 def _damaged(damage):
@@ -415,14 +436,17 @@ BAD_INPUTS = [
      r"the checkpoint '.*ckpt-\d+' cannot be restored into this model \(IndexError"),
     ("checkpoint_index_truncated", _damaged(lambda d, newest: _truncate(newest + ".index")),
      CheckpointError, r"the checkpoint '.*ckpt-\d+' cannot be restored"),
-    ("run_state_corrupt", _damaged(lambda d, newest: _truncate(newest + ".json")),
-     CheckpointError, r"the run state '.*ckpt-\d+\.json' is unreadable or corrupt"),
-    ("run_state_missing", _damaged(lambda d, newest: os.remove(newest + ".json")),
-     CheckpointError, r"'.*ckpt-\d+' is not a clser_tf checkpoint: its run state .* is missing"),
+    ("run_state_corrupt", _damaged(_corrupt_run_state),
+     CheckpointError, r"the run state of '.*ckpt-\d+' is unreadable or corrupt"),
+    ("run_state_foreign", _damaged(lambda d, newest: _foreign_checkpoint(d, newest, "[1, 2]")),
+     CheckpointError, r"the run state of '.*ckpt-\d+' is not a clser_tf run state"),
     ("state_file_corrupt", _damaged(lambda d, newest: (d / "checkpoint").write_text("{{")),
      CheckpointError, r"the checkpoint state file '.*checkpoint' is corrupt"),
+    ("state_file_names_nothing", _damaged(lambda d, newest: [
+        os.remove(os.path.join(d, name)) for name in os.listdir(d) if name != "checkpoint"]),
+     CheckpointError, r"the checkpoint state file '.*checkpoint' is corrupt or names no "),
     ("foreign_checkpoint", _damaged(_foreign_checkpoint), CheckpointError,
-     r"'.*ckpt-1' is not a clser_tf checkpoint"),
+     r"'.*ckpt-1' is not a clser_tf checkpoint: it holds no run state"),
     ("foreign_weights", _damaged(_foreign_weights), CheckpointError,
      r"the checkpoint '.*ckpt-1' cannot be restored into this model \(AssertionError"),
 ]

@@ -2,61 +2,55 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import keras
 import numpy as np
 
 from clser_tf.checkpoint import finite
 from clser_tf.errors import TrainingDiverged
-
-if TYPE_CHECKING:
-    from clser_tf.session import Session
+from clser_tf.signals import StopRequest
 
 
 class TrainingGuard(keras.callbacks.Callback):
     """Watches ``fit`` at the end of every compiled call (Keras's batch end), in order:
 
     1. a non-finite loss (the running mean over the epoch, so non-finite from the first
-       bad step on) stops training with an error naming the step, and no checkpoint;
-    2. a pending SIGINT/SIGTERM writes a checkpoint and stops training;
-    3. a checkpoint is written at the first call end at or past every multiple of
-       ``checkpoint_every_steps``.
+       bad step on) stops training with the error ``diverged(loss, first, last)`` of global
+       steps first..last, and no checkpoint;
+    2. a pending SIGINT/SIGTERM (``stop``) writes a checkpoint (``checkpoint()``) and stops
+       training;
+    3. otherwise ``checkpoint(periodic=True)`` writes a checkpoint if one is due.
 
     With ``one_epoch`` it also stops ``fit`` after one epoch: each epoch of a task gets its
     own ``fit``, with its own data order (Keras would iterate one dataset every epoch).
     """
 
-    def __init__(self, session: Session):
+    def __init__(self, stop: StopRequest, checkpoint: Callable[..., None],
+                 diverged: Callable[[float, int, int], TrainingDiverged]):
         super().__init__()
-        self._session = session
+        self._stop, self._checkpoint, self._diverged = stop, checkpoint, diverged
         self.one_epoch = False
         self.error: TrainingDiverged | None = None
         self._call_start = 0  # global step before the current compiled call
 
     def on_train_begin(self, logs=None):
-        self._call_start = self._session.step()
+        self._call_start = int(self.model.global_step.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
-        session = self._session
-        step = session.step()
+        step = int(self.model.global_step.numpy())
         loss = (logs or {}).get("loss")
         if loss is not None and not finite(loss):
-            first = self._call_start + 1
-            steps = (f"at global step {step}" if first >= step else
-                     f"within global steps {first}-{step}, one compiled call of "
-                     f"--steps_per_execution={session.config.steps_per_execution}")
             value = float(np.asarray(loss).reshape(-1)[0])
-            self.error = session.checkpointer.diverged(
-                f"the loss is {value} {steps} ({session.where(first, step)})")
+            self.error = self._diverged(value, self._call_start + 1, step)
             self.model.stop_training = True
             return
         self._call_start = step
-        if session.stop.signum is not None:
-            session.checkpoint()
+        if self._stop.signum is not None:
+            self._checkpoint()
             self.model.stop_training = True
-        elif session.checkpoint_due(step):
-            session.checkpoint()
+        else:
+            self._checkpoint(periodic=True)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.one_epoch:
