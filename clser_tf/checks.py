@@ -47,6 +47,16 @@ def check_arguments(backbone: keras.Model, reg_weight: Any, seed: Any,
         raise ValueError("augment_current_batch=True is invalid without a replay_augment.")
 
 
+def check_memories(memories: Any) -> tuple[str, ...]:
+    """``semantic_memories`` as a tuple in canonical order, or ValueError (one line)."""
+    names = ("plastic", "stable")
+    if isinstance(memories, str) or not all(m in names for m in memories) or (
+            len(set(memories)) != len(memories)):
+        raise ValueError(f"semantic_memories={memories!r} is invalid: it must be a subset of "
+                         f"{names!r}, each at most once.")
+    return tuple(m for m in names if m in memories)
+
+
 def checked_labels(x: Any, y: Any, num_classes: int) -> tuple[Any, Any]:
     """Rejects labels outside ``[0, num_classes)`` before any step runs."""
     if isinstance(x, tf.data.Dataset):

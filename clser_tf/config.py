@@ -23,6 +23,7 @@ from clser_tf.benchmarks import (BENCHMARKS, GCIL, GENERAL_CONTINUAL, SOURCE_BEN
                                  SOURCES)
 from clser_tf.distribution import STRATEGIES
 from clser_tf.gcil import WEIGHT_DISTS
+from clser_tf.variants import VARIANTS
 
 MODEL_NAMES = ("working", "plastic", "stable")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -53,6 +54,8 @@ class CLSERConfig:
                                    kind="float")
     plastic_update_freq: float = setting(1.0, "Update probability of the plastic model.",
                                          kind="float")
+    semantic_memories: tuple[str, ...] = dataclasses.field(default=("plastic", "stable"))
+    replay: bool = True  # these two are set by RunConfig.variant, not flags of their own
     fused_forward: bool = setting(True, "One working-model forward over the merged batch "
                                   "(False: the reference's extra forward over the replay "
                                   "batch).", kind="boolean")
@@ -69,6 +72,9 @@ class RunConfig:
                                    kind="string")
     seed: int = setting(0, "Seed of the model's random draws and the data order.",
                         kind="integer")
+    variant: str = setting("clser", "Method variant: " + "; ".join(
+        f"{v.name}: {v.doc}" for v in VARIANTS.values()) + ".", kind="enum",
+        choices=tuple(VARIANTS))
     output_dir: str | None = setting(
         None, "Results, TensorBoard logs, figures and export go here (default: "
         "runs/<benchmark>[-<source>][-<weight_dist>]-buf<buffer_size>-seed<seed>).",
@@ -176,6 +182,13 @@ _BENCHMARK_SETTINGS = {"source": SOURCE_BENCHMARKS, "weight_dist": GCIL, "gcil_s
                        "curve_samples": GENERAL_CONTINUAL}
 
 
+# The benchmarks whose tasks the joint variant merges into one: the class-incremental
+# sequences (mnist-360 is one stream; a domain-IL joint task would hold 20 transformed
+# copies of the data).
+_JOINT_BENCHMARKS = tuple(b for b in BENCHMARKS
+                          if b not in (*GENERAL_CONTINUAL, *SOURCE_BENCHMARKS))
+
+
 def _require(ok: bool, flag: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ValueError(f"--{flag}={value!r} is invalid: {allowed}.")
@@ -222,6 +235,15 @@ def _check_values(v: dict[str, Any], explicit: set[str]) -> None:
         _require(name in MODEL_NAMES, "eval_models", ",".join(v["eval_models"]),
                  f"each entry must be one of {', '.join(MODEL_NAMES)}")
     _require(len(v["eval_models"]) > 0, "eval_models", "", "name at least one model")
+    variant = VARIANTS[v["variant"]]
+    for name in v["eval_models"] if "eval_models" in explicit else ():
+        _require(name in variant.models, "eval_models", ",".join(v["eval_models"]),
+                 f"--variant={variant.name} has no {name} model, only "
+                 f"{', '.join(variant.models)}")
+    if variant.joint:
+        _require(v["benchmark"] in _JOINT_BENCHMARKS, "variant", variant.name,
+                 f"the joint task is built for {', '.join(_JOINT_BENCHMARKS)}, not "
+                 f"--benchmark={v['benchmark']}")
     if v["benchmark"] in GENERAL_CONTINUAL:
         _require(v["epochs"] == 1, "epochs", v["epochs"],
                  f"{v['benchmark']} is one pass over its stream: it must be 1")
@@ -255,7 +277,7 @@ def resolve(config: RunConfig, explicit: set[str] | None = None) -> RunConfig:
              f"task) or a multiple of --steps_per_execution={steps_per_execution}")
     _require(v["keep_checkpoints"] >= 1, "keep_checkpoints", v["keep_checkpoints"],
              "it must be >= 1")
-    run_name = v["benchmark"]
+    run_name = v["benchmark"] + ("" if v["variant"] == "clser" else f"-{v['variant']}")
     if v["source"] is not None:
         run_name += f"-{v['source']}"
     if v["benchmark"] in GCIL:
@@ -272,7 +294,12 @@ def resolve(config: RunConfig, explicit: set[str] | None = None) -> RunConfig:
                  "it exists and is not a directory")
     _require(not v["export_tflite"] or export_dir is not None, "export_tflite", True,
              "it needs an export, but --export_dir is empty")
+    variant = VARIANTS[v["variant"]]
+    clser = dataclasses.replace(
+        config.clser, semantic_memories=variant.semantic_memories, replay=variant.replay,
+        reg_weight=config.clser.reg_weight if variant.consistency else 0.0)
+    eval_models = v["eval_models"] if "eval_models" in explicit else variant.models
     return dataclasses.replace(
         config, output_dir=output_dir, checkpoint_dir=checkpoint_dir, export_dir=export_dir,
-        checkpoint_every_steps=checkpoint_every_steps,
-        eval_models=tuple(dict.fromkeys(v["eval_models"])))
+        checkpoint_every_steps=checkpoint_every_steps, clser=clser,
+        eval_models=tuple(dict.fromkeys(eval_models)))

@@ -26,11 +26,14 @@ Matrix = Sequence[Sequence[float]]
 
 
 def check_matrix(matrix: Matrix) -> list[list[float]]:
-    """``matrix`` (row i: accuracies on tasks 0..i after task i) as floats, or ValueError."""
+    """``matrix`` (row i: accuracies on tasks 0..i after task i) as floats, or ValueError.
+
+    A single row may be of any length: the joint task, evaluated on every task's test set.
+    """
     if len(matrix) == 0:
         raise ValueError("matrix is empty: it needs one row per trained task.")
     for i, row in enumerate(matrix):
-        if len(row) > i + 1:
+        if len(row) > i + 1 and len(matrix) > 1:
             raise ValueError(f"matrix row {i} has {len(row)} entries {list(row)!r}; a "
                              f"lower-triangular matrix allows at most i + 1 = {i + 1}.")
         for j, value in enumerate(row):
@@ -59,7 +62,7 @@ def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]],
     for row, setting in enumerate(settings):
         for col, model in enumerate(models):
             ax, rows = axes[row][col], check_matrix(matrices[model][setting])
-            grid = np.full((len(rows), len(rows)), np.nan)
+            grid = np.full((len(rows), max(map(len, rows))), np.nan)
             for i, values in enumerate(rows):
                 grid[i, :len(values)] = values
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100)
@@ -68,9 +71,10 @@ def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]],
                     if not math.isnan(value):
                         ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7,
                                 color="black" if value > 60 else "white")
-            ticks = range(len(rows))
-            ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
-            ax.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
+            ax.set_xticks(range(grid.shape[1]), [str(t + 1) for t in range(grid.shape[1])],
+                          fontsize=7)
+            ax.set_yticks(range(grid.shape[0]), [str(t + 1) for t in range(grid.shape[0])],
+                          fontsize=7)
             ax.set_xlabel("task")
             ax.set_ylabel("after task")
             ax.set_title(f"{model} {_setting_name(setting)}", fontsize=9)

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from clser_tf import export
 from clser_tf.buffer import ReservoirBuffer
-from clser_tf.checks import (check_arguments, check_positive_int, check_unit_interval,
-                             checked_labels)
+from clser_tf.checks import (check_arguments, check_memories, check_positive_int,
+                             check_unit_interval, checked_labels)
 from clser_tf.multi_step import multi_step_function
 from clser_tf.replicas import ReplicaSlices
 
@@ -60,6 +60,14 @@ class CLSER(keras.Model):
         fused_forward: one working-model forward over the merged batch, with the
             consistency loss on its replay slice (True), or the reference's separate
             second forward over the replay batch (False).
+        semantic_memories: the EMA models kept, a subset of ``("plastic", "stable")``.
+            With one, it is always the teacher; with none there is no consistency loss
+            and the step is Experience Replay (``replay=True``) or plain SGD.
+        replay: keep the reservoir buffer and replay from it (False: the current batch
+            only, nothing is stored; the buffer is not built).
+
+    The model that serves (``call``, ``evaluate``, ``predict``, the export) is the stable
+    model, else the plastic one, else the working model: :attr:`serving_model`.
     """
 
     def __init__(self, backbone: keras.Model, buffer_size: int = 200,
@@ -68,9 +76,12 @@ class CLSER(keras.Model):
                  plastic_alpha: float = 0.99, plastic_update_freq: float = 1.0,
                  replay_augment: Callable | None = None,
                  augment_current_batch: bool = False, seed: int = 0,
-                 fused_forward: bool = True, **kwargs):
+                 fused_forward: bool = True,
+                 semantic_memories: Sequence[str] = ("plastic", "stable"),
+                 replay: bool = True, **kwargs):
         check_arguments(backbone, reg_weight, seed, replay_augment, augment_current_batch)
         super().__init__(**kwargs)
+        self.semantic_memories = check_memories(semantic_memories)
         self.buffer_size = check_positive_int("buffer_size", buffer_size)
         self.replay_batch_size = check_positive_int("replay_batch_size", replay_batch_size)
         self.reg_weight = float(reg_weight)
@@ -88,14 +99,18 @@ class CLSER(keras.Model):
                 else replay_augment).parameters)
         self.seed = int(seed)
         self.fused_forward = bool(fused_forward)
+        self.replay = bool(replay)
 
         self.working_model = backbone
-        self.plastic_model = self._ema_copy(backbone)
-        self.stable_model = self._ema_copy(backbone)
+        self.plastic_model = (self._ema_copy(backbone) if "plastic" in self.semantic_memories
+                              else None)
+        self.stable_model = (self._ema_copy(backbone) if "stable" in self.semantic_memories
+                             else None)
         self.num_classes = int(backbone.outputs[0].shape[-1])
         input_spec = backbone.inputs[0]
-        self.buffer = ReservoirBuffer(self.buffer_size, tuple(input_spec.shape[1:]),
-                                      input_spec.dtype, name="buffer")
+        self._storage_dtype = keras.backend.standardize_dtype(input_spec.dtype)
+        self.buffer = (ReservoirBuffer(self.buffer_size, tuple(input_spec.shape[1:]),
+                                       input_spec.dtype, name="buffer") if self.replay else None)
         self.global_step = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                            trainable=False, name="global_step")
         self._trackers = {name: keras.metrics.Mean(name=name) for name in
@@ -111,6 +126,13 @@ class CLSER(keras.Model):
         for variable in copy.weights:
             variable.trainable = False  # the optimizer never sees EMA weights
         return copy
+
+    @property
+    def serving_model(self) -> keras.Model:
+        """The model that serves: the stable model, else the plastic one, else the working
+        model (the variants without semantic memories report the working model)."""
+        return next(m for m in (self.stable_model, self.plastic_model, self.working_model)
+                    if m is not None)
 
     # ----------------------------------------------------------------- Keras API
     def compile(self, optimizer="sgd", *, jit_compile: bool | str = False, **kwargs):
@@ -164,7 +186,7 @@ class CLSER(keras.Model):
         return [*self._trackers.values(), self._accuracy]
 
     def call(self, inputs, training=False):
-        return self.stable_model(inputs, training=training)
+        return self.serving_model(inputs, training=training)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """Keras ``fit``; labels are checked against the number of outputs first."""
@@ -177,7 +199,7 @@ class CLSER(keras.Model):
     # ----------------------------------------------------------------- the step
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x = tf.cast(x, self.buffer.storage_dtype)
+        x = tf.cast(x, self._storage_dtype)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
         step = tf.convert_to_tensor(self.global_step)  # one read: the steps done so far
         # Under a strategy each replica holds a slice of the global batch; the buffer, the
@@ -189,7 +211,7 @@ class CLSER(keras.Model):
         x_global, y_global = replica.gather(x), replica.gather(y)
 
         # 1. Replay batch without replacement (one global draw), augmented afresh.
-        x, x_m, y_m, num_replay = self._replay_batch(x, x_global, step, replica)
+        x, x_m, y_m, num_replay = self._replay_batch(x, x_global, y, step, replica)
         num_local_replay = tf.shape(y_m)[0]
 
         # 2. Teacher logits, per sample from the EMA model more confident in the label.
@@ -202,7 +224,7 @@ class CLSER(keras.Model):
         with tf.GradientTape() as tape:
             # Two passes run the replay batch first, as the reference's observe() does, so
             # BatchNorm's moving statistics take the merged batch last.
-            replay_logits = (None if self.fused_forward else
+            replay_logits = (None if self.fused_forward or teacher is None else
                              self._forward_rows(self.working_model, x_m, x, has_replay))
             logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
             if self.fused_forward:
@@ -210,7 +232,8 @@ class CLSER(keras.Model):
             ce_loss = tf.reduce_sum(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits)) / tf.cast(
                 replica.global_size + num_replay, tf.float32)
-            consistency_loss = tf.reduce_sum(tf.square(replay_logits - teacher)) / tf.cast(
+            consistency_loss = tf.constant(0.0) if teacher is None else tf.reduce_sum(
+                tf.square(replay_logits - teacher)) / tf.cast(
                 tf.maximum(num_replay * self.num_classes, 1), tf.float32)
             loss = ce_loss + self.reg_weight * consistency_loss
             if self.working_model.losses:
@@ -222,26 +245,34 @@ class CLSER(keras.Model):
         self.optimizer.apply(gradients, variables)
 
         # 5. Reservoir insertion of the global batch's raw samples.
-        self.buffer.add(x_global, y_global, stream_seed(self.seed, RESERVOIR_STREAM, step))
+        if self.replay:
+            self.buffer.add(x_global, y_global, stream_seed(self.seed, RESERVOIR_STREAM, step))
 
         # 6. global_step += 1, then the plastic and the stable EMA updates, each with prob. r.
         self.global_step.assign_add(1)
         new_step = step + 1
-        self._maybe_ema_update(self.plastic_model, self.plastic_alpha, self.plastic_update_freq,
-                               stream_seed(self.seed, PLASTIC_STREAM, step), new_step)
-        self._maybe_ema_update(self.stable_model, self.stable_alpha, self.stable_update_freq,
-                               stream_seed(self.seed, STABLE_STREAM, step), new_step)
+        if self.plastic_model is not None:
+            self._maybe_ema_update(self.plastic_model, self.plastic_alpha,
+                                   self.plastic_update_freq,
+                                   stream_seed(self.seed, PLASTIC_STREAM, step), new_step)
+        if self.stable_model is not None:
+            self._maybe_ema_update(self.stable_model, self.stable_alpha, self.stable_update_freq,
+                                   stream_seed(self.seed, STABLE_STREAM, step), new_step)
 
         self._update_metrics(replica.count, loss, ce_loss, consistency_loss, stable_chosen,
                              y_all, logits)
         return self._logs({m.name: m.result() for m in self.metrics})
 
-    def _replay_batch(self, x: tf.Tensor, x_global: tf.Tensor, step: tf.Tensor,
+    def _replay_batch(self, x: tf.Tensor, x_global: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
                       replica: ReplicaSlices) -> tuple[tf.Tensor, ...]:
         """SPEC step 1: this replica's current rows (augmented with
-        ``augment_current_batch``), its share of the replay batch and the global replay size."""
-        x_m, y_m = self.buffer.sample(self.replay_batch_size,
-                                      stream_seed(self.seed, REPLAY_STREAM, step))
+        ``augment_current_batch``), its share of the replay batch and the global replay size
+        (an empty replay batch without ``replay``)."""
+        if self.replay:
+            x_m, y_m = self.buffer.sample(self.replay_batch_size,
+                                          stream_seed(self.seed, REPLAY_STREAM, step))
+        else:
+            x_m, y_m = x_global[:0], y[:0]
         augment_seed = stream_seed(self.seed, AUGMENT_STREAM, step)
         if self.augment_current_batch:
             x_aug = self._augment(tf.concat([x_global, x_m], 0), augment_seed)
@@ -277,10 +308,15 @@ class CLSER(keras.Model):
         return self.replay_augment(x_m)
 
     def _teacher_logits(self, x_m: tf.Tensor, y_m: tf.Tensor, fallback: tf.Tensor,
-                        has_replay: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """SPEC step 2 (and 7: teachers run in training mode, no gradient)."""
-        z_s = tf.stop_gradient(self._forward_rows(self.stable_model, x_m, fallback, has_replay))
-        z_p = tf.stop_gradient(self._forward_rows(self.plastic_model, x_m, fallback, has_replay))
+                        has_replay: tf.Tensor) -> tuple[tf.Tensor | None, tf.Tensor]:
+        """SPEC step 2 (and 7: teachers run in training mode, no gradient). With one
+        semantic memory it is the teacher; with none there is no teacher (None)."""
+        z_s, z_p = (None if model is None else tf.stop_gradient(
+            self._forward_rows(model, x_m, fallback, has_replay))
+            for model in (self.stable_model, self.plastic_model))
+        if z_s is None or z_p is None:
+            only_stable = tf.fill(tf.shape(y_m), z_s is not None)
+            return (z_s if z_p is None else z_p), only_stable
         label_prob = lambda z: tf.gather(tf.nn.softmax(z), y_m, axis=1, batch_dims=1)
         stable_chosen = label_prob(z_s) > label_prob(z_p)  # ties go to plastic
         return tf.where(stable_chosen[:, None], z_s, z_p), stable_chosen
@@ -319,7 +355,7 @@ class CLSER(keras.Model):
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-        logits = tf.cast(self.stable_model(x, training=False), tf.float32)
+        logits = tf.cast(self.serving_model(x, training=False), tf.float32)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         self._trackers["loss"].update_state(loss, sample_weight=tf.shape(y)[0])
         self._accuracy.update_state(y, logits)
@@ -328,12 +364,13 @@ class CLSER(keras.Model):
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.stable_model(x, training=False)
+        return self.serving_model(x, training=False)
 
     # ----------------------------------------------------------------- export and config
     def export_stable(self, path: str, *, tflite: bool = False,
                       class_names: Sequence[str] | None = None) -> None:
-        """Writes the stable model as a SavedModel at ``path`` (see README, "Serving").
+        """Writes the serving model (the stable one for CLS-ER, see :attr:`serving_model`)
+        as a SavedModel at ``path`` (see README, "Serving").
 
         Its ``serving_default`` signature takes the backbone's raw input (``inputs``: its
         dtype and shape, batch dimension free) and returns ``logits`` and
@@ -348,7 +385,7 @@ class CLSER(keras.Model):
             class_names: ``num_classes`` names, written to
                 ``path/assets.extra/class_names.json``, which ``clser_tf.predict`` prints.
         """
-        export.export_stable(self.stable_model, path, tflite=tflite, class_names=class_names)
+        export.export_stable(self.serving_model, path, tflite=tflite, class_names=class_names)
 
     def get_config(self):
         return {
@@ -362,6 +399,7 @@ class CLSER(keras.Model):
             "replay_augment": keras.saving.serialize_keras_object(self.replay_augment),
             "augment_current_batch": self.augment_current_batch,
             "seed": self.seed, "fused_forward": self.fused_forward,
+            "semantic_memories": list(self.semantic_memories), "replay": self.replay,
         }
 
     @classmethod

@@ -14,15 +14,13 @@ from clser_tf.checkpoint import RunState
 from clser_tf.config import RunConfig
 from clser_tf.curve import AccuracyCurve
 from clser_tf.evaluation import Evaluator
+from clser_tf.joint import joint_task
 from clser_tf.figures import (accuracy_curve_figure, accuracy_matrix_figure,
                               accuracy_per_task_figure, save_figures)
 from clser_tf.reporting import final_table, stream_table, summary_line
 from clser_tf.results import StreamModelResults, StreamResults, TaskSequenceResults
 from clser_tf.session import Session
 from clser_tf.streams import general_stream, held_out_slice, test_stream, train_stream
-
-HEADLINE_MODEL = "stable"
-
 
 def _task_evaluator(session: Session) -> Callable:
     """The evaluator of a task sequence, reporting domain-IL accuracy as ``domain_il``."""
@@ -42,9 +40,12 @@ def benchmark_record(benchmark: Benchmark) -> dict:
 def train_task_sequence(session: Session, state: RunState | None) -> None:
     """Task by task, evaluated per SPEC's protocol (class-IL, domain-IL, GCIL), from
     ``state`` (a checkpoint's) when resuming."""
-    config, benchmark = session.config, session.benchmark
+    config, benchmark, variant = session.config, session.benchmark, session.variant
     tasks = benchmark.tasks
     task_classes = [list(task.classes) for task in tasks]
+    # The joint variant trains one task of every task's data, evaluated on each test set.
+    train_tasks = (joint_task(tasks),) if variant.joint else tasks
+    seen = (lambda t: len(tasks)) if variant.joint else (lambda t: t + 1)
 
     def classes(first: int, last: int) -> list[list[int]] | None:
         """The task classes of test sets first..last-1, for task-IL (None without it)."""
@@ -62,19 +63,19 @@ def train_task_sequence(session: Session, state: RunState | None) -> None:
         first_task, done_steps, trained_s = (state.task, state.position,
                                              state.extra["task_train_s"])
     session.results = results
-    for t in range(first_task, len(tasks)):
+    for t in range(first_task, len(train_tasks)):
         if results.owes_before_task(t):  # accuracy on task t just before training it
             results.add_before_task(evaluate(test_sets[t:t + 1], classes(t, t + 1)))
-        session.start_task(t, _task_steps(config, tasks[t]), done_steps, trained_s)
-        _fit_task(session, t, tasks[t], done_steps)
+        session.start_task(t, _task_steps(config, train_tasks[t]), done_steps, trained_s)
+        _fit_task(session, t, train_tasks[t], done_steps)
         done_steps, trained_s = 0, 0.0
         trained = time.perf_counter()
-        accs = evaluate(test_sets[:t + 1], classes(0, t + 1))
+        accs = evaluate(test_sets[:seen(t)], classes(0, seen(t)))
         results.add_task(accs, trained - session.position.tick, time.perf_counter() - trained)
         if session.eval_writer is not None:
             _write_task_summaries(session.eval_writer, t, accs)
-        print(summary_line(t, len(tasks), accs, time.perf_counter() - session.position.tick),
-              flush=True)
+        print(summary_line(t, len(train_tasks), accs,
+                           time.perf_counter() - session.position.tick), flush=True)
         session.save()
         session.start_task(t + 1)
         session.checkpoint()
@@ -101,7 +102,7 @@ def _write_task_summaries(eval_writer: tf.summary.SummaryWriter, t: int, accs: d
 def _finish_task_sequence(session: Session) -> None:
     """The summaries and headline of a trained task sequence, its figures and table."""
     results = session.results
-    results.finish(HEADLINE_MODEL)
+    results.finish(session.variant.reported_model, joint=session.variant.joint)
     name = session.benchmark.name
     save_figures({
         "accuracy_matrix": accuracy_matrix_figure(results.matrices(), f"{name}: accuracy (%)"),
@@ -195,7 +196,7 @@ def _evaluate_stream(session: Session, evaluate: Evaluator, curve: AccuracyCurve
                                   accs["class_il"], curve.accuracy[name])
          for name, accs in per_digit.items()},
         {"samples": min(config.curve_samples, int(counts.sum())), "steps": curve.steps},
-        HEADLINE_MODEL)
+        session.variant.reported_model)
     results.timings["eval_s"] = time.perf_counter() - trained
     if session.eval_writer is not None:
         with session.eval_writer.as_default(step=curve.steps[-1]):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+
 from clser_tf.evaluation import summarize
 
 Accuracies = dict[str, dict[str, list[float]]]  # model -> setting -> one accuracy per test set
@@ -25,6 +27,12 @@ def _without_none(values: dict[str, Any]) -> dict[str, Any]:
 def _headline(models: dict[str, Any], preferred: str) -> str:
     """``preferred`` if it was evaluated, else the first evaluated model."""
     return preferred if preferred in models else next(iter(models))
+
+
+def _joint_summary(matrix: list[list[float]]) -> dict[str, float | None]:
+    """The joint task's summary: its one row's mean; no task came before another."""
+    return {"final_mean": float(np.mean(matrix[-1])), "forgetting": None,
+            "backward_transfer": None, "forward_transfer": None}
 
 
 @dataclasses.dataclass
@@ -83,11 +91,13 @@ class TaskSequenceResults:
             for s in self.settings:
                 result.matrix[s].append(accs[name][s])
 
-    def finish(self, preferred_headline: str) -> None:
-        """The summaries of every model and the headline model's final mean accuracies."""
+    def finish(self, preferred_headline: str, joint: bool = False) -> None:
+        """The summaries of every model and the headline model's final mean accuracies
+        (``joint``: one task evaluated on every test set; only its final mean is defined)."""
         for result in self.models.values():
-            result.summary = {s: summarize(result.matrix[s], result.random_init[s],
-                                           result.before_task[s]) for s in self.settings}
+            result.summary = {s: _joint_summary(result.matrix[s]) if joint else
+                              summarize(result.matrix[s], result.random_init[s],
+                                        result.before_task[s]) for s in self.settings}
         name = _headline(self.models, preferred_headline)
         self.headline = {"model": name, **{
             s: self.models[name].summary[s]["final_mean"] for s in self.settings}}

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from clser_tf import backbones, protocols
 from clser_tf.augment import RandomCropFlip
-from clser_tf.benchmarks import Benchmark, Setting, load_benchmark
+from clser_tf.benchmarks import Benchmark, load_benchmark
 from clser_tf.callbacks import TrainSummaries
 from clser_tf.checkpoint import (Checkpointer, RunState, find_run_state,
                                  remove_checkpoints)
@@ -137,9 +137,6 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
         checkpointer.restore(state)
     _check_workers_agree(strategy, int(model.global_step.numpy()))
     os.makedirs(config.output_dir, exist_ok=True)
-    general = benchmark.setting == Setting.GENERAL_CONTINUAL
-    if state is not None:
-        print(_resume_line(state, 1 if general else len(benchmark.tasks), general), flush=True)
 
     eval_models = {name: getattr(model, f"{name}_model") for name in config.eval_models}
     train_writer, eval_writer = _writers(config)
@@ -152,7 +149,9 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
         session = Session(config, benchmark, model, eval_models, callbacks, eval_writer,
                           checkpointer, stop,
                           run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
-        if general:
+        if state is not None:
+            print(_resume_line(state, session.num_tasks, session.general), flush=True)
+        if session.general:
             protocols.train_general_stream(session, state)
         else:
             protocols.train_task_sequence(session, state)

@@ -18,6 +18,7 @@ from clser_tf.errors import Interrupted, TrainingDiverged
 from clser_tf.model import CLSER
 from clser_tf.results import StreamResults, TaskSequenceResults
 from clser_tf.signals import StopRequest
+from clser_tf.variants import VARIANTS, Variant
 
 
 @dataclasses.dataclass
@@ -57,8 +58,13 @@ class Session:
         return self.benchmark.setting == Setting.GENERAL_CONTINUAL
 
     @property
+    def variant(self) -> Variant:
+        return VARIANTS[self.config.variant]
+
+    @property
     def num_tasks(self) -> int:
-        return 1 if self.general else len(self.benchmark.tasks)
+        """The tasks trained: one for a stream or the joint task."""
+        return 1 if self.general or self.variant.joint else len(self.benchmark.tasks)
 
     @property
     def results_path(self) -> str:
