@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from clser_tf.config import RunConfig, deciding_settings
+from clser_tf.config import RunConfig, changed_settings, deciding_settings
 from clser_tf.errors import CheckpointError, TrainingDiverged, first_line
 
 RUN_STATE_FORMAT = "clser_tf run state"
@@ -47,14 +47,6 @@ def write_json(path: str, payload: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=1)
     os.replace(tmp, path)
-
-
-def _flag(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return "" if value is None else str(value)
 
 
 @dataclasses.dataclass
@@ -160,10 +152,8 @@ def find_run_state(directory: str, config: RunConfig) -> RunState | None:
 
 
 def _check_config(saved: dict[str, Any], current: dict[str, Any], directory: str) -> None:
-    names = [name for name in {**saved, **current} if saved.get(name) != current.get(name)]
-    if names:
-        changes = ", ".join(f"--{name}={_flag(saved.get(name))} (now "
-                            f"{_flag(current.get(name))})" for name in names)
+    changes = changed_settings(saved, current)
+    if changes:
         raise CheckpointError(
             f"the checkpoint in {directory!r} is of a run with other settings: {changes}. "
             f"Run with the checkpoint's settings to resume it, or {_RESTART}.")

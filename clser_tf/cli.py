@@ -8,6 +8,7 @@ field (``clser_tf.config``), so a setting is spelled once.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from absl import flags
 
@@ -30,11 +31,20 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             define(field.name, default, help_text, flag_values=flag_values)
 
 
-def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> RunConfig:
-    """The parsed flags as a resolved ``RunConfig``; ``ValueError`` (one line) if invalid."""
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS,
+                      **overrides: Any) -> RunConfig:
+    """The parsed flags, with ``overrides`` (setting name -> value) set as if given, as a
+    resolved ``RunConfig``; ``ValueError`` (one line) if invalid."""
     names = [field.name for field in setting_fields()]
-    config = from_settings({name: flag_values[name].value for name in names})
-    return resolve(config, explicit={name for name in names if flag_values[name].present})
+    config = from_settings({**{name: flag_values[name].value for name in names}, **overrides})
+    return resolve(config, explicit={name for name in names if flag_values[name].present}
+                   | set(overrides))
+
+
+def given_flags(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, str]:
+    """The runner flags set on the command line (or a flagfile), each as one argument."""
+    return {field.name: flag_values[field.name].serialize() for field in setting_fields()
+            if flag_values[field.name].present}
 
 
 def parse_config(argv: list[str]) -> RunConfig:

@@ -176,6 +176,22 @@ def deciding_settings(config: RunConfig) -> dict[str, Any]:
     return values
 
 
+def _flag_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """The settings that differ between ``saved`` and ``current`` (flag name -> value), as
+    ``--name=saved (now current), ...``; empty if none."""
+    names = [name for name in {**saved, **current} if saved.get(name) != current.get(name)]
+    return ", ".join(f"--{name}={_flag_text(saved.get(name))} (now "
+                     f"{_flag_text(current.get(name))})" for name in names)
+
+
 # Settings that only some benchmarks read; setting one for another benchmark is an error.
 _BENCHMARK_SETTINGS = {"source": SOURCE_BENCHMARKS, "weight_dist": GCIL, "gcil_seed": GCIL,
                        "eval_every_steps": GENERAL_CONTINUAL,
