@@ -18,6 +18,7 @@ setup(
         "absl-py==2.5.1",
         "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow 2.21 no longer installs it
         "matplotlib==3.11.2",  # the run's figures (clser_tf.figures), Agg backend
+        "scipy==1.17.1",  # a study's statistics (clser_tf.aggregate): t quantiles, Welch's test
     ],
     extras_require={"test": ["pytest==9.0.3"]},
 )

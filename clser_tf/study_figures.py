@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from clser_tf.figures import accuracy_matrix_figure, plt
 
@@ -44,6 +45,8 @@ def per_task_figure(runs: Runs, settings: list[str], title: str) -> plt.Figure:
             mean, std = y.mean(0), (y.std(0, ddof=1) if len(y) > 1 else np.zeros(y.shape[1]))
             line, = ax.plot(x, mean, marker="o" if len(x) < 30 else None, label=variant)
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        if not stream:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("global step" if stream else "after task")
         ax.set_ylabel("accuracy (%)" if stream else "mean accuracy over seen tasks (%)")
         ax.set_title(_label(setting), fontsize=9)
