@@ -40,6 +40,21 @@ class WriteFailed(OSError):
             "resume.")
 
 
+class WorkerLost(RuntimeError):
+    """Under multi-worker training another worker stopped answering (it died or its
+    machine did); every worker stops, and running them all again resumes."""
+
+    def __init__(self, error: BaseException, checkpoint_dir: str):
+        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error).split(
+            "unhealthy", 1)[-1]))) if "unhealthy" in str(error) else []
+        what = (f"{', '.join(tasks)} stopped sending heartbeats" if tasks
+                else f"{type(error).__name__}: {first_line(error)}")
+        super().__init__(
+            f"a worker was lost ({what}); "
+            f"the newest checkpoint is in {checkpoint_dir!r}: start every worker again with "
+            "the same command to resume.")
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM stopped the run; a checkpoint of where it stopped was written."""
 
@@ -51,7 +66,8 @@ class Interrupted(Exception):
 
 
 # What the command line reports as one line and exit code 1.
-USER_ERRORS = (DatasetError, CheckpointError, TrainingDiverged, FolderError, WriteFailed)
+USER_ERRORS = (DatasetError, CheckpointError, TrainingDiverged, FolderError, WriteFailed,
+               WorkerLost)
 
 
 def _os_reason(message: str) -> str:

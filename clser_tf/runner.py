@@ -34,11 +34,16 @@ from clser_tf.checkpoint import (Checkpointer, RunState, find_run_states,
                                  remove_checkpoints)
 from clser_tf.config import RunConfig
 from clser_tf.distribution import is_chief
-from clser_tf.errors import CheckpointError, WriteFailed
+from clser_tf.errors import CheckpointError, WorkerLost, WriteFailed
 from clser_tf.model import CLSER
 from clser_tf.session import Session
 from clser_tf.signals import StopRequest
 from clser_tf.tensorboard_logs import drop_steps_after
+
+
+# What a step, an evaluation or a checkpoint raises when a peer worker is gone.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                  tf.errors.AbortedError, tf.errors.CancelledError)
 
 
 def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
@@ -160,10 +165,15 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
         session = Session(config, benchmark, model, eval_models, callbacks, eval_writer,
                           checkpointer, stop,
                           run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
-        if general:
-            protocols.train_general_stream(session, state)
-        else:
-            protocols.train_task_sequence(session, state)
+        try:
+            if general:
+                protocols.train_general_stream(session, state)
+            else:
+                protocols.train_task_sequence(session, state)
+        except _PEER_FAILURES as error:
+            if not multi_worker:
+                raise
+            raise WorkerLost(error, resume_dir or config.checkpoint_dir) from None
     for writer in (train_writer, eval_writer):
         if writer is not None:
             writer.flush()
