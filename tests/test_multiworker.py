@@ -147,3 +147,22 @@ def test_a_killed_worker_stops_the_others_with_one_line_and_both_resume(tmp_path
               for name in ("whole", "part")]
     np.testing.assert_allclose(served[1].serve(x).numpy(), served[0].serve(x).numpy(),
                                atol=1e-5)
+
+
+def test_three_workers_equal_one_device(tmp_path):
+    """Three worker processes on 127.0.0.1 (a global batch of 12: 4 per worker) end as one
+    device does, so the cluster path is exercised beyond two processes."""
+    data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 240, 50, 10))
+    tiny = ("--batch_size=12", "--replay_batch_size=12", "--tensorboard=false")
+    run_all([(shipped_command(data_dir, str(tmp_path / "single"), *tiny), dict(os.environ)),
+             *[(shipped_command(data_dir, str(tmp_path / f"worker{i}"), *tiny,
+                                "--strategy=multi_worker",
+                                f"--checkpoint_dir={tmp_path / 'checkpoints'}"), env)
+               for i, env in enumerate(worker_envs(3))]])
+    assert not (tmp_path / "worker1").exists() and not (tmp_path / "worker2").exists()
+    single = json.loads((tmp_path / "single" / "results.json").read_text())
+    chief = json.loads((tmp_path / "worker0" / "results.json").read_text())
+    for name in ("working", "plastic", "stable"):
+        for setting in ("class_il", "task_il"):
+            np.testing.assert_allclose(chief["models"][name]["matrix"][setting][-1],
+                                       single["models"][name]["matrix"][setting][-1], atol=1e-9)
