@@ -391,6 +391,8 @@ BAD_INPUTS = [
      r"--steps_per_execution=0 is invalid: it must be >= 1"),
     ("resnet_base_filters", ["--resnet_base_filters=0"], ValueError, r"--resnet_base_filters=0"),
     ("keep_checkpoints", ["--keep_checkpoints=0"], ValueError, r"--keep_checkpoints=0 is invalid"),
+    ("collective_timeout_s", ["--collective_timeout_s=0"], ValueError,
+     r"--collective_timeout_s=0 is invalid: it must be >= 1"),
     ("checkpoint_every_negative", ["--checkpoint_every_steps=-2"], ValueError,
      r"--checkpoint_every_steps=-2 is invalid: it must be 0 .* or a multiple of"),
     ("checkpoint_every_not_multiple", ["--steps_per_execution=2", "--checkpoint_every_steps=3"],
