@@ -25,6 +25,7 @@ import dataclasses
 import glob
 import json
 import os
+import sys
 from typing import Any
 
 import keras
@@ -32,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from clser_tf.config import RunConfig, changed_settings, deciding_settings
-from clser_tf.errors import CheckpointError, TrainingDiverged, first_line
+from clser_tf.errors import CheckpointError, TrainingDiverged, WriteFailed, first_line
 
 RUN_STATE_FORMAT = "clser_tf run state"
 RUN_STATE_VERSION = 2  # 1: a ckpt-<n>.json file beside each checkpoint
@@ -44,9 +45,12 @@ _RESTART = "add --restart to start over (it removes the checkpoints)"
 def write_json(path: str, payload: Any) -> None:
     """Writes ``payload`` atomically: a temporary file renamed over ``path``."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise WriteFailed(path, error) from None
 
 
 @dataclasses.dataclass
@@ -79,26 +83,43 @@ class _RunStateSlot(tf.train.experimental.PythonState):
         self.payload = json.loads(string_value)
 
 
-def latest_checkpoint(directory: str) -> str | None:
-    """The newest checkpoint's prefix in ``directory`` (None if there is no state file).
+def kept_checkpoints(directory: str) -> list[str]:
+    """The kept checkpoints' prefixes in ``directory``, newest first (none without a state
+    file), from TF's state file (``tf.train.get_checkpoint_state``).
 
     Raises :class:`CheckpointError` (one line) if the state file is corrupt or names no
-    checkpoint that exists.
+    checkpoint.
     """
     state_file = os.path.join(directory, "checkpoint")
     if not os.path.isfile(state_file):
-        return None
+        return []
     try:
-        path = tf.train.latest_checkpoint(directory)
+        state = tf.train.get_checkpoint_state(directory)
     except (tf.errors.OpError, ValueError) as error:
-        path, detail = None, f": {first_line(error)}"
+        state, detail = None, f": {first_line(error)}"
     else:
         detail = ""
-    if path is None:
-        raise CheckpointError(
-            f"the checkpoint state file {state_file!r} is corrupt or names no checkpoint "
-            f"that exists{detail}; {_RESTART}.")
-    return path
+    if state is None or not state.model_checkpoint_path:
+        raise CheckpointError(f"the checkpoint state file {state_file!r} is corrupt or names "
+                              f"no checkpoint{detail}; {_RESTART}.")
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    return [p if os.path.isabs(p) else os.path.join(directory, p) for p in reversed(paths)]
+
+
+def latest_checkpoint(directory: str) -> str | None:
+    """The newest kept checkpoint's prefix in ``directory`` (None if there is none)."""
+    paths = kept_checkpoints(directory)
+    return paths[0] if paths else None
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"clser_tf: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _without_hint(error: CheckpointError) -> str:
+    """``error``'s message without the --restart hint (for a warning: the run goes on)."""
+    return str(error).removesuffix(f"; {_RESTART}.")
 
 
 def _unrestorable(path: str, error: Exception) -> CheckpointError:
@@ -135,20 +156,31 @@ def read_run_state(path: str) -> dict[str, Any]:
     return payload
 
 
-def find_run_state(directory: str, config: RunConfig) -> RunState | None:
-    """The newest checkpoint's run state in ``directory``, checked against ``config``.
+def find_run_states(directory: str, config: RunConfig) -> list[RunState]:
+    """The run states of the kept checkpoints in ``directory``, newest first, checked
+    against ``config``; empty when the directory holds no checkpoint state file.
 
-    None when the directory holds no checkpoint state file. Raises
-    :class:`CheckpointError` (one line) when it names a checkpoint that is not a readable
-    clser_tf run state, or one of a run with other deciding settings.
+    A checkpoint whose run state cannot be read is skipped with a one-line warning (the
+    previous kept one is the fallback). Raises :class:`CheckpointError` (one line) when
+    none can be read (the newest one's error), or for a run with other deciding settings.
     """
-    path = latest_checkpoint(directory)
-    if path is None:
-        return None
-    payload = read_run_state(path)
-    _check_config(payload["config"], deciding_settings(config), directory)
-    return RunState(path, payload["global_step"], payload["task"], payload["task_start_step"],
-                    payload["results"], payload["extra"])
+    states, errors = [], []
+    for path in kept_checkpoints(directory):
+        try:
+            payload = read_run_state(path)
+        except CheckpointError as error:
+            errors.append(error)
+            continue
+        if not states:  # the newer ones could not be read: say so, now that one can
+            for error in errors:
+                warn(f"{_without_hint(error)}; trying the previous kept checkpoint.")
+        _check_config(payload["config"], deciding_settings(config), directory)
+        states.append(RunState(path, payload["global_step"], payload["task"],
+                               payload["task_start_step"], payload["results"],
+                               payload["extra"]))
+    if errors and not states:
+        raise errors[0]
+    return states
 
 
 def _check_config(saved: dict[str, Any], current: dict[str, Any], directory: str) -> None:
@@ -176,12 +208,10 @@ class Checkpointer:
 
     ``directory`` receives the checkpoints; the newest ``keep`` are kept; a periodic
     checkpoint (:meth:`write` with ``periodic=True``) is due ``every_steps`` global steps
-    after the previous checkpoint (0: never). ``restored`` is the run state the model was
-    (or is about to be) restored from, None for a new run.
+    after the previous checkpoint (0: never).
     """
 
-    def __init__(self, model: keras.Model, directory: str, keep: int, every_steps: int,
-                 restored: RunState | None = None):
+    def __init__(self, model: keras.Model, directory: str, keep: int, every_steps: int):
         if keep < 1:
             raise ValueError(f"keep={keep!r} is invalid: keep at least one checkpoint.")
         self.directory = directory
@@ -190,11 +220,33 @@ class Checkpointer:
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                                run_state=self._state)
         self._every = every_steps
-        self.last_step = restored.global_step if restored is not None else None
-        self._manager = tf.train.CheckpointManager(
-            self._checkpoint, directory, max_to_keep=keep, checkpoint_name=PREFIX,
-            step_counter=model.global_step, checkpoint_interval=every_steps or None,
-            last_checkpoint_step=self.last_step)
+        self._keep = keep
+        self.last_step: int | None = None  # global step of the newest checkpoint
+        self._manager: tf.train.CheckpointManager | None = None  # made after a restore
+
+    def manager(self) -> tf.train.CheckpointManager:
+        """The checkpoint manager, counting its interval from the restored step, if any."""
+        if self._manager is None:
+            self._manager = tf.train.CheckpointManager(
+                self._checkpoint, self.directory, max_to_keep=self._keep,
+                checkpoint_name=PREFIX, step_counter=self._model.global_step,
+                checkpoint_interval=self._every or None, last_checkpoint_step=self.last_step)
+        return self._manager
+
+    def restore_newest(self, states: list[RunState]) -> RunState:
+        """Restores the newest of ``states`` that can be restored, warning in one line for
+        each that cannot; raises the newest one's :class:`CheckpointError` if none can."""
+        errors = []
+        for state in states:
+            try:
+                self.restore(state)
+            except CheckpointError as error:
+                errors.append(error)
+                continue
+            for error in errors:
+                warn(f"{_without_hint(error)}; resuming from the previous kept checkpoint.")
+            return state
+        raise errors[0]
 
     def restore(self, state: RunState) -> None:
         """Loads ``state``'s TF checkpoint into the model and optimizer (built beforehand)."""
@@ -230,7 +282,10 @@ class Checkpointer:
             "format": RUN_STATE_FORMAT, "version": RUN_STATE_VERSION,
             "global_step": step, "task": task, "task_start_step": task_start_step,
             "config": deciding_settings(config), "extra": extra, "results": results}
-        saved = self._manager.save(check_interval=periodic)
+        try:
+            saved = self.manager().save(check_interval=periodic)
+        except (OSError, tf.errors.OpError) as error:
+            raise WriteFailed(self.directory, error) from None
         self.last_step = step
         return saved
 
@@ -247,7 +302,7 @@ class Checkpointer:
         return int(self._model.global_step.numpy())
 
     def _last_good(self) -> str:
-        if self._manager.latest_checkpoint is None:
+        if self.manager().latest_checkpoint is None:
             return " (no checkpoint was written before it)."
         return (f"; the newest checkpoint, of global step {self.last_step}, is the last "
                 f"finite state (in {self.directory!r}).")

@@ -106,6 +106,10 @@ class RunConfig:
         "default", "tf.distribute strategy: default (one device), mirrored (every local GPU, "
         "else every logical CPU), multi_worker (cluster from TF_CONFIG; only the chief "
         "writes files).", kind="enum", choices=tuple(STRATEGIES))
+    collective_timeout_s: int = setting(
+        60, "multi_worker: seconds a collective may wait for a peer, and a worker may stop "
+        "sending heartbeats, before the others stop with an error (a worker was lost).",
+        kind="integer", deciding=False)
     backbone: str | None = setting(None, "Override the benchmark's backbone (default: MLP "
                                    "for the MNIST family, ResNet-18 otherwise).", kind="enum",
                                    choices=BACKBONES)
@@ -234,7 +238,8 @@ def _check_values(v: dict[str, Any], explicit: set[str]) -> None:
                      f"it must be one of {', '.join(field.metadata['choices'])}")
     for name in ("buffer_size", "batch_size", "replay_batch_size", "epochs",
                  "eval_batch_size", "log_every_steps", "steps_per_execution",
-                 "resnet_base_filters", "eval_every_steps", "curve_samples"):
+                 "resnet_base_filters", "eval_every_steps", "curve_samples",
+                 "collective_timeout_s"):
         _require(v[name] >= 1, name, v[name], "it must be >= 1")
     _require(math.isfinite(v["lr"]) and v["lr"] > 0, "lr", v["lr"],
              "it must be a finite number > 0")

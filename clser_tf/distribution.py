@@ -9,13 +9,15 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str, collective_timeout_s: int = 60) -> tf.distribute.Strategy:
     """The strategy for ``--strategy=name``; create it before any other TensorFlow work.
 
     ``mirrored`` uses every local GPU (NCCL all-reduce), or, without GPUs, every logical
     CPU with all-reduce on one device: TensorFlow's CPU collectives mis-order when a step
     mixes CLS-ER's batch gather with synchronised BatchNorm (see BUILD_NOTES.md).
-    ``multi_worker`` reads the cluster from the ``TF_CONFIG`` environment variable.
+    ``multi_worker`` reads the cluster from the ``TF_CONFIG`` environment variable; a
+    collective waits at most ``collective_timeout_s`` for its peers, and a worker that
+    sends no heartbeat for that long is lost (the others' steps then fail).
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -29,9 +31,36 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy=multi_worker is invalid here: it needs the TF_CONFIG "
                              "environment variable describing the cluster and this task.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        _configure_coordination(collective_timeout_s)
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                timeout_seconds=collective_timeout_s))
     raise ValueError(f"--strategy={name!r} is invalid: it must be one of "
                      f"{', '.join(STRATEGIES)}.")
+
+
+def _configure_coordination(timeout_s: int) -> None:
+    """TensorFlow's coordination service as MultiWorkerMirroredStrategy configures it (it
+    keeps a configuration made before it), with ``timeout_s`` as the heartbeat timeout.
+
+    Uses ``tensorflow.python.eager.context``: the strategy has no public argument for it.
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    spec = resolver.cluster_spec()
+    if context.context().coordination_service is not None or (
+            resolver.task_type not in ("chief", "worker")):
+        return
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(spec),
+        heartbeat_timeout_in_ms=timeout_s * 1000,
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(
+            name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker") if job in spec.jobs])
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -7,6 +7,7 @@ anything is overwritten.
 
 from __future__ import annotations
 
+import re
 import signal
 
 
@@ -22,6 +23,38 @@ class TrainingDiverged(RuntimeError):
     """The loss or the weights became non-finite; no checkpoint was written of that state."""
 
 
+class FolderError(ValueError):
+    """An output, checkpoint or export folder that cannot be created, written, or is in use
+    by another run."""
+
+
+class WriteFailed(OSError):
+    """Writing a checkpoint, results.json, a figure or the export failed (a full disk, an
+    I/O error); the previous checkpoint and results.json stay valid."""
+
+    def __init__(self, path: str, error: BaseException):
+        reason = getattr(error, "strerror", None) or _os_reason(first_line(error))
+        super().__init__(
+            f"could not write {path!r}: {reason}. The previous checkpoint and results.json "
+            "are kept: free space (or fix the disk) and run the same command again to "
+            "resume.")
+
+
+class WorkerLost(RuntimeError):
+    """Under multi-worker training another worker stopped answering (it died or its
+    machine did); every worker stops, and running them all again resumes."""
+
+    def __init__(self, error: BaseException, checkpoint_dir: str):
+        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error).split(
+            "unhealthy", 1)[-1]))) if "unhealthy" in str(error) else []
+        what = (f"{', '.join(tasks)} stopped sending heartbeats" if tasks
+                else f"{type(error).__name__}: {first_line(error)}")
+        super().__init__(
+            f"a worker was lost ({what}); "
+            f"the newest checkpoint is in {checkpoint_dir!r}: start every worker again with "
+            "the same command to resume.")
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM stopped the run; a checkpoint of where it stopped was written."""
 
@@ -33,7 +66,15 @@ class Interrupted(Exception):
 
 
 # What the command line reports as one line and exit code 1.
-USER_ERRORS = (DatasetError, CheckpointError, TrainingDiverged)
+USER_ERRORS = (DatasetError, CheckpointError, TrainingDiverged, FolderError, WriteFailed,
+               WorkerLost)
+
+
+def _os_reason(message: str) -> str:
+    """The OS error at the end of a TensorFlow I/O message ("...; No space left on device
+    [Op:SaveV2]"), else the message."""
+    match = re.search(r";\s*([^;\[]+?)\s*(\[Op:\w+\])?$", message)
+    return match[1] if match else message
 
 
 def first_line(err: BaseException) -> str:

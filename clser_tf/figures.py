@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from clser_tf.errors import WriteFailed  # noqa: E402
+
 Matrix = Sequence[Sequence[float]]
 
 
@@ -134,8 +136,12 @@ def save_figures(figures: Mapping[str, plt.Figure], output_dir: str,
     for name, fig in figures.items():
         png = figure_png(fig)
         plt.close(fig)
-        with open(os.path.join(output_dir, f"{name}.png"), "wb") as f:
-            f.write(png)
+        path = os.path.join(output_dir, f"{name}.png")
+        try:
+            with open(path, "wb") as f:
+                f.write(png)
+        except OSError as error:
+            raise WriteFailed(path, error) from None
         if writer is not None:
             with writer.as_default(step=step):
                 tf.summary.image(f"figures/{name}", tf.io.decode_png(png, channels=4)[None])

@@ -28,7 +28,8 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the results
     try:
         config = cli.config_from_flags(FLAGS)
-        strategy = make_strategy(config.strategy)  # before any other TensorFlow work
+        # Before any other TensorFlow work.
+        strategy = make_strategy(config.strategy, config.collective_timeout_s)
     except ValueError as error:
         sys.exit(error_line(error))
     try:

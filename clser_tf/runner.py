@@ -26,18 +26,24 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from clser_tf import backbones, protocols
+from clser_tf import backbones, folders, protocols
 from clser_tf.augment import RandomCropFlip
 from clser_tf.benchmarks import Benchmark, load_benchmark
 from clser_tf.callbacks import TrainSummaries
-from clser_tf.checkpoint import (Checkpointer, RunState, find_run_state,
+from clser_tf.checkpoint import (Checkpointer, RunState, find_run_states,
                                  remove_checkpoints)
 from clser_tf.config import RunConfig
 from clser_tf.distribution import is_chief
-from clser_tf.errors import CheckpointError
+from clser_tf.errors import CheckpointError, WorkerLost, WriteFailed
 from clser_tf.model import CLSER
 from clser_tf.session import Session
 from clser_tf.signals import StopRequest
+from clser_tf.tensorboard_logs import drop_steps_after
+
+
+# What a step, an evaluation or a checkpoint raises when a peer worker is gone.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                  tf.errors.AbortedError, tf.errors.CancelledError)
 
 
 def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
@@ -79,7 +85,12 @@ def run(config: RunConfig,
     """
     strategy = strategy or tf.distribute.get_strategy()
     if is_chief(strategy):
-        return _run(config, strategy)
+        # No other run may write to these folders while this one does.
+        with folders.locked({"output_dir": config.output_dir,
+                             "checkpoint_dir": config.checkpoint_dir}):
+            if config.export_dir:
+                folders.prepare("export_dir", config.export_dir)
+            return _run(config, strategy)
     private = tempfile.mkdtemp(prefix="clser_tf_worker_")
     try:
         return _run(dataclasses.replace(
@@ -120,8 +131,8 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
                 resume_dir: str | None) -> dict[str, Any]:
     start = time.perf_counter()
     # A checkpoint of other settings is refused before any data is read or file written.
-    state = (None if config.restart
-             else find_run_state(resume_dir or config.checkpoint_dir, config))
+    states = ([] if config.restart
+              else find_run_states(resume_dir or config.checkpoint_dir, config))
     keras.utils.set_random_seed(config.seed)
     benchmark = load_benchmark(config.benchmark, config.data_dir, source=config.source,
                                seed=config.seed, weight_dist=config.weight_dist,
@@ -132,13 +143,15 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
     if config.restart:
         remove_checkpoints(config.checkpoint_dir)
     checkpointer = Checkpointer(model, config.checkpoint_dir, config.keep_checkpoints,
-                                config.checkpoint_every_steps, restored=state)
-    if state is not None:
-        checkpointer.restore(state)
+                                config.checkpoint_every_steps)
+    # The newest kept checkpoint that restores (a corrupt one falls back to the previous).
+    state = checkpointer.restore_newest(states) if states else None
     _check_workers_agree(strategy, int(model.global_step.numpy()))
     os.makedirs(config.output_dir, exist_ok=True)
 
     eval_models = {name: getattr(model, f"{name}_model") for name in config.eval_models}
+    if state is not None and config.tensorboard:
+        _drop_orphaned_logs(config, state)
     train_writer, eval_writer = _writers(config)
     callbacks = ([TrainSummaries(train_writer, config.log_every_steps)]
                  if train_writer is not None else [])
@@ -151,21 +164,42 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
                           run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
         if state is not None:
             print(_resume_line(state, session.num_tasks, session.general), flush=True)
-        if session.general:
-            protocols.train_general_stream(session, state)
-        else:
-            protocols.train_task_sequence(session, state)
+        try:
+            if session.general:
+                protocols.train_general_stream(session, state)
+            else:
+                protocols.train_task_sequence(session, state)
+        except _PEER_FAILURES as error:
+            if not multi_worker:
+                raise
+            raise WorkerLost(error, resume_dir or config.checkpoint_dir) from None
     for writer in (train_writer, eval_writer):
         if writer is not None:
             writer.flush()
     if config.export_dir:
-        model.export_stable(config.export_dir, tflite=config.export_tflite,
-                            class_names=benchmark.class_names)
+        try:
+            model.export_stable(config.export_dir, tflite=config.export_tflite,
+                                class_names=benchmark.class_names)
+        except (OSError, tf.errors.OpError) as error:
+            raise WriteFailed(config.export_dir, error) from None
     session.results.timings["total_s"] = time.perf_counter() - session.run_tick
     session.save()
     print(f"results: {session.results_path}" + (f"  export: {config.export_dir}"
                                                 if config.export_dir else ""), flush=True)
     return session.results.to_json()
+
+
+def _drop_orphaned_logs(config: RunConfig, state: RunState) -> None:
+    """The TensorBoard steps a killed run logged after ``state``'s checkpoint: train logs
+    are by global step; eval logs by task (task sequences) or global step (a stream)."""
+    tb_dir = os.path.join(config.output_dir, "tensorboard")
+    models = state.results.get("models") or {}
+    first = next(iter(models.values()), {})
+    evaluated = (len(next(iter(first["matrix"].values()))) if "matrix" in first
+                 else state.global_step)
+    for name, last in (("train", state.global_step), ("eval", evaluated)):
+        if os.path.isdir(os.path.join(tb_dir, name)):
+            drop_steps_after(os.path.join(tb_dir, name), last)
 
 
 def _writers(config: RunConfig) -> tuple[tf.summary.SummaryWriter | None, ...]:

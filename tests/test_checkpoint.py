@@ -18,7 +18,9 @@ from absl import flags
 from clser_tf import runner
 from clser_tf.callbacks import TrainingGuard
 from clser_tf.checkpoint import latest_checkpoint, read_run_state
-from clser_tf.errors import CheckpointError, DatasetError, Interrupted, TrainingDiverged
+from clser_tf import checkpoint as checkpoint_module, session as session_module
+from clser_tf.errors import (CheckpointError, DatasetError, FolderError, Interrupted,
+                             TrainingDiverged, WriteFailed)
 from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command
 
 # The tiny seq-fmnist run: 10 classes x 40 training samples, batch 8 -> 10 steps per task
@@ -318,14 +320,15 @@ def _a_file(tmp):
     return path
 
 
-def _checkpoint_copy(ctx, damage):
-    """A copy of the previous run's checkpoints, damaged by ``damage(directory, newest)``."""
+def _checkpoint_copy(ctx, damage, every=False):
+    """A copy of the previous run's checkpoints, damaged by ``damage(directory, newest)``
+    (``every``: for each kept checkpoint, so that none can be resumed)."""
     directory = ctx["tmp"] / "checkpoints"
     shutil.copytree(ctx["previous"] / "checkpoints", directory)
-    name = re.search(r'^model_checkpoint_path: "(.*)"', (directory / "checkpoint").read_text(),
-                     re.M)[1]
-    newest = os.path.join(directory, name)
-    damage(directory, newest)
+    names = re.findall(r'^all_model_checkpoint_paths: "(.*)"',
+                       (directory / "checkpoint").read_text(), re.M)
+    for name in (names if every else names[-1:]):
+        damage(directory, os.path.join(directory, name))
     ctx["watch"].append(directory)
     return [f"--checkpoint_dir={directory}"]
 
@@ -372,8 +375,8 @@ def _corrupt_run_state(directory, newest):
     _foreign_checkpoint(directory, newest, state.decode()[:len(state) // 2])
 
 
-def _damaged(damage):
-    return lambda ctx: _checkpoint_copy(ctx, damage)
+def _damaged(damage, every=False):
+    return lambda ctx: _checkpoint_copy(ctx, damage, every)
 
 
 # (id, extra flags (or a function of the context giving them), error, message). Data cases
@@ -388,6 +391,8 @@ BAD_INPUTS = [
      r"--steps_per_execution=0 is invalid: it must be >= 1"),
     ("resnet_base_filters", ["--resnet_base_filters=0"], ValueError, r"--resnet_base_filters=0"),
     ("keep_checkpoints", ["--keep_checkpoints=0"], ValueError, r"--keep_checkpoints=0 is invalid"),
+    ("collective_timeout_s", ["--collective_timeout_s=0"], ValueError,
+     r"--collective_timeout_s=0 is invalid: it must be >= 1"),
     ("checkpoint_every_negative", ["--checkpoint_every_steps=-2"], ValueError,
      r"--checkpoint_every_steps=-2 is invalid: it must be 0 .* or a multiple of"),
     ("checkpoint_every_not_multiple", ["--steps_per_execution=2", "--checkpoint_every_steps=3"],
@@ -432,9 +437,10 @@ BAD_INPUTS = [
     ("other_settings", ["--lr=0.2"], CheckpointError,
      r"the checkpoint in '.*' is of a run with other settings: --lr=0.05 \(now 0.2\)"),
     ("checkpoint_data_truncated", _damaged(lambda d, newest: _truncate(
-        newest + ".data-00000-of-00001")), CheckpointError,
+        newest + ".data-00000-of-00001"), every=True), CheckpointError,
      r"the checkpoint '.*ckpt-\d+' cannot be restored into this model \(IndexError"),
-    ("checkpoint_index_truncated", _damaged(lambda d, newest: _truncate(newest + ".index")),
+    ("checkpoint_index_truncated", _damaged(lambda d, newest: _truncate(newest + ".index"),
+                                            every=True),
      CheckpointError, r"the checkpoint '.*ckpt-\d+' cannot be restored"),
     ("run_state_corrupt", _damaged(_corrupt_run_state),
      CheckpointError, r"the run state of '.*ckpt-\d+' is unreadable or corrupt"),
@@ -496,7 +502,7 @@ SUBPROCESS_CASES = [  # exit code 1 and one `clser_tf: error:` line, from the co
     ("lr_zero", ["--lr=0"], r"--lr=0.0 is invalid"),
     ("benchmark", ["--benchmark=seq-kmnist"], r"flag --benchmark=seq-kmnist: value should be"),
     ("checkpoint_data_truncated", _damaged(lambda d, newest: _truncate(
-        newest + ".data-00000-of-00001")), r"cannot be restored into this model"),
+        newest + ".data-00000-of-00001"), every=True), r"cannot be restored into this model"),
     ("labels_out_of_range",
      lambda ctx: ["--restart", f"--data_dir={_labels_out_of_range(ctx['tmp'])}"],
      r"train label 12 is outside \[0, 10\)"),
@@ -528,3 +534,176 @@ def test_bad_inputs_exit_1_with_one_line_from_the_command_line(reference, data_d
                 proc.kill()
                 proc.communicate()
     assert snapshot(previous) == before
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def _flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x10]))
+
+
+@pytest.mark.parametrize("damage", ["data_truncated", "weights_bit_flipped",
+                                    "run_state_bit_flipped"])
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(damage, reference,
+                                                                    data_dir, tmp_path):
+    output_dir, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    cmd = command(data_dir, output_dir)
+    code, _, _ = signal_when(cmd, checkpoints, lambda s: s["global_step"] >= 30,
+                             signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    names = re.findall(r'^all_model_checkpoint_paths: "(.*)"',
+                       (checkpoints / "checkpoint").read_text(), re.M)
+    assert len(names) >= 2  # 3 if the kill came between TF's two state-file writes
+    newest, previous = (str(checkpoints / name) for name in (names[-1], names[-2]))
+    data = newest + ".data-00000-of-00001"
+    if damage == "data_truncated":
+        _truncate(data)
+    elif damage == "weights_bit_flipped":
+        _flip_byte(data, os.path.getsize(data) // 2)
+    else:  # one byte of the run state's JSON: its checksum no longer matches
+        _flip_byte(data, open(data, "rb").read().index(b'"clser_tf run state"') + 3)
+    code, out, err = finish(start(cmd))
+    assert code == 0, err[-3000:]
+    warnings = [line for line in err.splitlines() if line.startswith("clser_tf: warning:")]
+    assert len(warnings) == 1 and os.path.basename(newest) in warnings[0], err[-3000:]
+    assert "previous kept checkpoint" in warnings[0]
+    assert f"resuming from {previous}" in out
+    assert_same_state(output_dir, reference())
+
+
+def test_a_folder_in_use_is_refused_naming_the_process_and_freed_by_sigkill(data_dir,
+                                                                            tmp_path):
+    output_dir = tmp_path / "run"
+    cmd = command(data_dir, output_dir)
+    first = start(cmd)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while newest_state(output_dir / "checkpoints") is None:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.01)
+        first.send_signal(signal.SIGSTOP)  # still holding its folders, as a busy run does
+        before = snapshot(output_dir)  # nothing of the running run is touched below
+        code, _, err = finish(start(cmd))
+        ours = [line for line in err.splitlines() if line.startswith("clser_tf")]
+        assert code == 1 and len(ours) == 1, err[-3000:]
+        assert re.fullmatch(rf"clser_tf: error: --output_dir='{re.escape(str(output_dir))}' "
+                            rf"is in use by process {first.pid} \(a run writing to it\): .*",
+                            ours[0]), ours
+        assert snapshot(output_dir) == before
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    code, out, err = finish(start(cmd))  # at once: the kernel freed the lock
+    assert code == 0, err[-3000:]
+    assert "resuming from" in out
+
+
+@pytest.mark.parametrize("folder", ["output_dir", "checkpoint_dir", "export_dir"])
+def test_a_folder_that_cannot_be_created_is_one_line_before_any_work(folder, data_dir,
+                                                                     tmp_path):
+    argv = flags_of(data_dir, tmp_path / "run", f"--{folder}=/proc/clser_tf_test/{folder}")
+    with pytest.raises(FolderError, match=rf"--{folder}='/proc/clser_tf_test/{folder}' is "
+                                          r"invalid: it cannot be created \("):
+        runner.run(make_config(*argv))
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_failing_results_write_stops_with_one_line_and_the_rerun_resumes(
+        reference, data_dir, tmp_path, monkeypatch):
+    output_dir = tmp_path / "run"
+    replace, writes = os.replace, []
+
+    def no_space_on_third_results(src, dst):
+        if str(dst).endswith("results.json"):
+            writes.append(dst)
+            if len(writes) == 3:  # results.json after task 3
+                raise OSError(28, "No space left on device")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", no_space_on_third_results)
+    with pytest.raises(WriteFailed) as failed:
+        runner.run(make_config(*flags_of(data_dir, output_dir)))
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith(f"could not write '{output_dir / 'results.json'}': No space "
+                              "left on device. The previous checkpoint and results.json are "
+                              "kept")
+    kept = json.loads((output_dir / "results.json").read_text())
+    assert len(kept["models"]["stable"]["matrix"]["class_il"]) == 2  # after task 2, valid
+    monkeypatch.undo()
+    runner.run(make_config(*flags_of(data_dir, output_dir)))
+    assert_same_state(output_dir, reference())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs (root only), enlarged by calling ``grow()``; skipped where it cannot
+    be mounted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+            capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a size-limited tmpfs")
+    grow = lambda: subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
+    yield mount, grow
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_the_rerun_resumes(reference, data_dir,
+                                                                       small_disk):
+    disk, grow = small_disk
+    cmd = command(data_dir, disk / "run")
+    code, _, err = finish(start(cmd))
+    ours = [line for line in err.splitlines() if line.startswith("clser_tf")]
+    assert code == 1 and len(ours) == 1, err[-3000:]
+    assert re.search(rf"clser_tf: error: could not write '{disk / 'run' / 'checkpoints'}': No "
+                     r"space left on device\. The "
+                     r"previous checkpoint and results\.json are kept", ours[0]), ours
+    state = newest_state(disk / "run" / "checkpoints")
+    assert state is not None and state["global_step"] > 0  # the previous one is readable
+    grow()
+    code, out, err = finish(start(cmd))
+    assert code == 0, err[-3000:]
+    assert "resuming from" in out
+    assert_same_state(disk / "run", reference())
+
+
+def _logged_steps(log_dir) -> list[tuple[str, int]]:
+    """Every (tag, step) of the scalar summaries in ``log_dir``'s event files."""
+    logged = []
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            logged += [(value.tag, event.step) for value in event.summary.value]
+    return logged
+
+
+def test_tensorboard_holds_each_step_once_after_a_kill_and_resume(data_dir, tmp_path):
+    output_dir, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    cmd = [*command(data_dir, output_dir), "--tensorboard=true", "--log_every_steps=1",
+           "--checkpoint_every_steps=20"]
+    train_logs = output_dir / "tensorboard" / "train"
+
+    def past_the_checkpoint(state):  # the killed run has logged steps the resume redoes
+        steps = [step for tag, step in _logged_steps(train_logs) if tag == "batch_loss"]
+        return state["global_step"] >= 20 and max(steps, default=0) >= state["global_step"] + 5
+
+    code, _, _ = signal_when(cmd, checkpoints, past_the_checkpoint, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    resumed_from = newest_state(checkpoints)["global_step"]
+    code, out, err = finish(start(cmd))
+    assert code == 0, err[-3000:]
+    assert f"(global step {resumed_from})" in out
+    logged = _logged_steps(train_logs)
+    losses = sorted(step for tag, step in logged if tag == "batch_loss")
+    assert losses == list(range(1, 101))  # every step, each once
+    assert len(logged) == len(set(logged))
+    evaluated = [(tag, step) for tag, step in _logged_steps(output_dir / "tensorboard" / "eval")]
+    assert len(evaluated) == len(set(evaluated))

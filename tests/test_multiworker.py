@@ -87,3 +87,82 @@ def test_two_workers_run_the_shipped_cifar_flagfile(tmp_path):
         np.testing.assert_array_equal(readers[1].get_tensor(name), readers[0].get_tensor(name))
     results = json.loads((runs["worker0"][0] / "results.json").read_text())
     assert len(results["models"]["stable"]["matrix"]["class_il"]) == 5
+
+
+def test_a_killed_worker_stops_the_others_with_one_line_and_both_resume(tmp_path):
+    """kill -9 of one worker after the first periodic checkpoint: the other exits 1 within
+    --collective_timeout_s (plus start-up slack) naming the lost worker; the same two
+    commands again resume and end as an uninterrupted two-worker run."""
+    import signal
+    import subprocess
+    import time
+
+    data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 1000, 50, 10))
+
+    def commands(name: str) -> list[tuple[list[str], dict]]:
+        return [(shipped_command(data_dir, str(tmp_path / name / f"w{i}"),
+                                 "--strategy=multi_worker", "--steps_per_execution=1",
+                                 "--checkpoint_every_steps=20", "--tensorboard=false",
+                                 "--collective_timeout_s=20",
+                                 f"--checkpoint_dir={tmp_path / name / 'checkpoints'}"), env)
+                for i, env in enumerate(worker_envs(2))]
+
+    whole = commands("whole")
+    run_all(whole)
+    part = commands("part")
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for cmd, env in part]
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (tmp_path / "part" / "checkpoints" / "checkpoint").exists():
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = procs[0].communicate(timeout=20 + 60)
+        waited = time.monotonic() - killed
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    ours = [line for line in err.splitlines() if line.startswith("clser_tf")]
+    assert procs[0].returncode == 1 and len(ours) == 1, err[-3000:]
+    assert ours[0].startswith("clser_tf: error: a worker was lost (/job:worker/replica:0/"
+                              "task:1 stopped sending heartbeats); the newest checkpoint is in")
+    assert waited < 20 + 40, waited
+    state = tf.train.latest_checkpoint(str(tmp_path / "part" / "checkpoints"))
+    assert state is not None and tf.train.load_checkpoint(state)  # intact
+    outputs = run_all(commands("part"))  # the same commands: both resume
+    assert any("resuming from" in out for out in outputs), outputs
+    results = [json.loads((tmp_path / name / "w0" / "results.json").read_text())
+               for name in ("whole", "part")]
+    for r in results:
+        r.pop("timings")
+        for key in ("output_dir", "export_dir", "checkpoint_dir"):
+            r["config"].pop(key)
+    assert results[0] == results[1]
+    x = np.random.default_rng(1).integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    served = [tf.saved_model.load(str(tmp_path / name / "w0" / "export"))
+              for name in ("whole", "part")]
+    np.testing.assert_allclose(served[1].serve(x).numpy(), served[0].serve(x).numpy(),
+                               atol=1e-5)
+
+
+def test_three_workers_equal_one_device(tmp_path):
+    """Three worker processes on 127.0.0.1 (a global batch of 12: 4 per worker) end as one
+    device does, so the cluster path is exercised beyond two processes."""
+    data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 240, 50, 10))
+    tiny = ("--batch_size=12", "--replay_batch_size=12", "--tensorboard=false")
+    run_all([(shipped_command(data_dir, str(tmp_path / "single"), *tiny), dict(os.environ)),
+             *[(shipped_command(data_dir, str(tmp_path / f"worker{i}"), *tiny,
+                                "--strategy=multi_worker",
+                                f"--checkpoint_dir={tmp_path / 'checkpoints'}"), env)
+               for i, env in enumerate(worker_envs(3))]])
+    assert not (tmp_path / "worker1").exists() and not (tmp_path / "worker2").exists()
+    single = json.loads((tmp_path / "single" / "results.json").read_text())
+    chief = json.loads((tmp_path / "worker0" / "results.json").read_text())
+    for name in ("working", "plastic", "stable"):
+        for setting in ("class_il", "task_il"):
+            np.testing.assert_allclose(chief["models"][name]["matrix"][setting][-1],
+                                       single["models"][name]["matrix"][setting][-1], atol=1e-9)
