@@ -144,3 +144,21 @@ def test_bad_input_is_one_line_before_any_run(data_dir, tmp_path):
         assert ours[0].startswith("clser_tf: error: ")
         assert re.search(message, ours[0]), (extra, ours)
         assert not any((tmp_path / str(k)).rglob("results.json")), extra
+
+
+def test_a_failed_run_is_reported_the_others_go_on_and_the_study_exits_1(data_dir, tmp_path):
+    study = tmp_path / "study"
+    broken = study / "clser" / "seed1" / "checkpoints"
+    broken.mkdir(parents=True)
+    (broken / "checkpoint").write_text("{{ not a state file")
+    code, _, err = finish(start(study_command(data_dir, study, "--variants=clser")))
+    assert code == 1, err[-3000:]
+    failed = [line for line in err.splitlines() if line.startswith("clser_tf: run ")]
+    assert len(failed) == 1, err[-3000:]
+    assert failed[0].startswith("clser_tf: run clser/seed1 failed (exit 1): clser_tf: error: "
+                                "the checkpoint state file")
+    assert f"(log: {study / 'clser' / 'seed1' / 'run.log'})" in failed[0]
+    assert err.splitlines()[-1] == ("clser_tf: error: 1 run(s) failed; the others are "
+                                    "aggregated.")
+    summary = json.loads((study / "study.json").read_text())
+    assert summary["variants"]["clser"]["seeds"] == [0]
