@@ -23,28 +23,42 @@ import tensorflow as tf
 
 from clser_tf import backbones
 from clser_tf.augment import RandomCropFlip
+from clser_tf.benchmarks import BENCHMARKS
 from clser_tf.streams import prefetched
 from clser_tf.distribution import make_strategy
 from clser_tf.evaluation import Evaluator
 from clser_tf.model import CLSER
+from clser_tf.spec_table import SPEC_TABLE
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """The shapes and settings of one benchmark's training step."""
+    """One benchmark's training step at one buffer size: its shapes, backbone and
+    augmentation from the benchmark registry, its batch sizes from SPEC's row."""
 
-    input_shape: tuple[int, ...]
-    num_classes: int
-    batch_size: int
-    replay_batch_size: int
+    benchmark: str
     buffer_size: int
-    augment: bool
+    input_shape: tuple[int, ...] = dataclasses.field(init=False)
+    num_classes: int = dataclasses.field(init=False)
+    backbone: str = dataclasses.field(init=False)
+    augment: bool = dataclasses.field(init=False)
+    batch_size: int = dataclasses.field(init=False)
+    replay_batch_size: int = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        declared = BENCHMARKS[self.benchmark]
+        row = SPEC_TABLE[self.benchmark][self.buffer_size]
+        for name, value in (("input_shape", declared.input_shape),
+                            ("num_classes", declared.num_classes),
+                            ("backbone", declared.backbone), ("augment", declared.augment),
+                            ("batch_size", row["batch_size"]),
+                            ("replay_batch_size", row["replay_batch_size"])):
+            object.__setattr__(self, name, value)  # a frozen dataclass's derived fields
 
 
 RECIPES = {
-    # SPEC's seq-mnist row (buffer 200) and seq-cifar10 row (buffer 500).
-    "mlp": Recipe((28, 28), 10, 10, 128, 200, augment=False),
-    "resnet18": Recipe((32, 32, 3), 10, 32, 32, 500, augment=True),
+    "mlp": Recipe(benchmark="seq-mnist", buffer_size=200),
+    "resnet18": Recipe(benchmark="seq-cifar10", buffer_size=500),
 }
 
 FLAGS = flags.FLAGS

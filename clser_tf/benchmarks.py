@@ -1,12 +1,20 @@
-"""The benchmarks: their declarations, loaders and task splits (streams: ``clser_tf.streams``).
+"""The benchmark registry: one :class:`Declaration` per benchmark in :data:`BENCHMARKS`, and
+:func:`load_benchmark`, which reads a benchmark's files and splits them into tasks.
 
 Class-incremental (seq-fmnist, seq-mnist, seq-cifar10, seq-cifar100, seq-tinyimg): a
 dataset's classes, in label order, split into equally sized tasks. Domain-incremental
 (perm-mnist, rot-mnist): 20 tasks over all ten classes, each with its own pixel permutation
 or rotation. GCIL (gcil-cifar100): 20 phases drawn by :mod:`clser_tf.gcil`. General
 continual (mnist-360): one stream without task boundaries, built by :mod:`clser_tf.mnist360`.
-The streams keep the raw dtype (uint8 images, int32 labels); normalisation is the model's job,
-using :attr:`Benchmark.mean` / :attr:`Benchmark.std`.
+The splits are :mod:`clser_tf.splits`; the streams :mod:`clser_tf.streams`. The streams keep
+the raw dtype (uint8 images, int32 labels); normalisation is the model's job, using
+:attr:`Benchmark.mean` / :attr:`Benchmark.std`.
+
+Everything else reads the registry: the configuration (the choices of ``--benchmark`` and
+``--source``, which benchmark-specific settings a benchmark accepts, the run name), the
+runner (the protocol, by ``setting``) and the speed benchmark's recipes. Adding a benchmark
+is one entry of :data:`BENCHMARKS` (with its reader, and a splitter of :mod:`clser_tf.splits`
+unless one there fits); see README, "Adding a benchmark".
 """
 
 from __future__ import annotations
@@ -14,32 +22,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-from typing import Callable
+from typing import Callable, Mapping
 
-import numpy as np
-
-from clser_tf import gcil, mnist360, sources
+from clser_tf import mnist360, sources, splits
 from clser_tf.errors import DatasetError
-from clser_tf.image_transforms import TaskTransform, draw_task_transforms, rotate
+from clser_tf.splits import LoadOptions, Task
 
 DEFAULT_FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-    """One task: its classes and train/test samples, with the task's fixed input transform.
-
-    The samples are stored raw; ``transform`` (domain-IL: a permutation or rotation) is
-    applied by :func:`train_stream` and :func:`test_stream` alike, so the model (and its
-    buffer) sees the transformed inputs.
-    """
-
-    classes: tuple[int, ...]  # task k of a 5x2 split holds classes (2k, 2k+1)
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    transform: TaskTransform | None = None
 
 
 class Setting(str, enum.Enum):
@@ -50,15 +39,50 @@ class Setting(str, enum.Enum):
     GENERAL_CONTINUAL = "general-continual"
 
 
+Reader = Callable[[str | None], sources.ArrayDataset]  # data_dir (None: default) -> arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class Declaration:
+    """One benchmark, declared once: what it is, how it is trained and how it is loaded.
+
+    Its data are its own files (``read``) or another benchmark's (``sources``: a source name
+    -> the benchmark whose files, checks and label names are used; the first is the default,
+    and ``--source`` picks another when ``"source"`` is in ``settings``). ``split`` turns the
+    data into tasks (:mod:`clser_tf.splits`). ``settings`` names the benchmark-specific
+    settings it reads; any other benchmark refuses them. In the general-continual setting
+    the tasks are the class pools the single stream is drawn from.
+    """
+
+    setting: Setting
+    input_shape: tuple[int, ...]  # raw input shape, e.g. (28, 28) or (32, 32, 3)
+    num_classes: int
+    num_tasks: int  # tasks, domains, GCIL phases or (general continual) class pools
+    backbone: str  # "mlp" or "resnet18"
+    augment: bool  # crop (pad 4) + flip, in-graph on current and replay batches
+    mean: tuple[float, ...] | None  # per-channel normalisation; None: pixels / 255 only
+    std: tuple[float, ...] | None
+    split: splits.Splitter
+    read: Reader | None = None
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None  # of its files' labels, when known (export)
+    task_il: bool = True  # whether task-IL accuracy is defined
+    settings: tuple[str, ...] = ()  # e.g. ("source",), ("weight_dist", "gcil_seed")
+
+    def __post_init__(self) -> None:
+        if (self.read is None) == (not self.sources):
+            raise ValueError("A benchmark reads its own files (read=) or another "
+                             "benchmark's (sources=): exactly one of the two.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-    """A benchmark: its tasks and the training settings that go with it.
+    """A loaded benchmark: its declaration's fields and its tasks.
 
-    ``setting`` is a :class:`Setting`. In the
-    general-continual setting ``tasks`` holds one entry per class, the pools that
-    :func:`general_stream` draws its single stream from and the per-class test sets; no
-    task boundary reaches the model. ``task_il`` says whether task-IL accuracy is defined.
-    ``details`` are the benchmark's draws (permutations, angles, phases) for results.json.
+    In the general-continual setting ``tasks`` holds one entry per class, the pools that
+    :func:`clser_tf.streams.general_stream` draws its single stream from and the per-class
+    test sets; no task boundary reaches the model. ``details`` are the benchmark's draws
+    (permutations, angles, phases) for results.json.
     """
 
     name: str
@@ -105,195 +129,132 @@ def _load_tinyimg(data_dir: str | None) -> sources.ArrayDataset:
     return sources.read_tinyimg_dir(data_dir)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Spec:
-    input_shape: tuple[int, ...]
-    num_classes: int
-    num_tasks: int
-    backbone: str
-    augment: bool
-    mean: tuple[float, ...] | None
-    std: tuple[float, ...] | None
-    load: Callable[[str | None], sources.ArrayDataset]
+def _cifar_reader(num_classes: int) -> Reader:
+    """CIFAR-``num_classes`` from a folder, else tensorflow-datasets."""
+    return functools.partial(
+        _load_dir_or_tfds, functools.partial(sources.read_cifar_dir, num_classes=num_classes),
+        f"cifar{num_classes}")
 
 
 _CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR10_STD = (0.2470, 0.2435, 0.2615)
-_SPECS = {
-    "seq-fmnist": _Spec((28, 28), 10, 5, "mlp", False, None, None, _load_fmnist),
-    "seq-mnist": _Spec((28, 28), 10, 5, "mlp", False, None, None,
-                       functools.partial(_load_dir_or_tfds, sources.read_idx_dir, "mnist")),
-    "seq-cifar10": _Spec((32, 32, 3), 10, 5, "resnet18", True, _CIFAR10_MEAN, _CIFAR10_STD,
-                         functools.partial(
-                             _load_dir_or_tfds,
-                             functools.partial(sources.read_cifar_dir, num_classes=10),
-                             "cifar10")),
+_MNIST_SOURCES = {"mnist": "seq-mnist", "fmnist": "seq-fmnist"}  # --source: whose files
+
+# The registry: every benchmark, by its --benchmark name, in the order --help lists them.
+BENCHMARKS: dict[str, Declaration] = {
+    "seq-fmnist": Declaration(
+        Setting.CLASS_IL, (28, 28), num_classes=10, num_tasks=5, backbone="mlp", augment=False,
+        mean=None, std=None, split=splits.class_il, read=_load_fmnist,
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                     "Sneaker", "Bag", "Ankle boot")),
+    "seq-mnist": Declaration(
+        Setting.CLASS_IL, (28, 28), num_classes=10, num_tasks=5, backbone="mlp", augment=False,
+        mean=None, std=None, split=splits.class_il,
+        read=functools.partial(_load_dir_or_tfds, sources.read_idx_dir, "mnist"),
+        class_names=tuple(str(digit) for digit in range(10))),
+    "seq-cifar10": Declaration(
+        Setting.CLASS_IL, (32, 32, 3), num_classes=10, num_tasks=5, backbone="resnet18",
+        augment=True, mean=_CIFAR10_MEAN, std=_CIFAR10_STD, split=splits.class_il,
+        read=_cifar_reader(10),
+        class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                     "ship", "truck")),
     # CIFAR-100 is normalised with the CIFAR-10 statistics, as in the reference implementation
     # (its seq-cifar100 reuses the seq-cifar10 transform).
-    "seq-cifar100": _Spec((32, 32, 3), 100, 5, "resnet18", True, _CIFAR10_MEAN, _CIFAR10_STD,
-                          functools.partial(
-                              _load_dir_or_tfds,
-                              functools.partial(sources.read_cifar_dir, num_classes=100),
-                              "cifar100")),
-    "seq-tinyimg": _Spec((64, 64, 3), 200, 10, "resnet18", True, (0.4802, 0.4480, 0.3975),
-                         (0.2770, 0.2691, 0.2821), _load_tinyimg),
+    "seq-cifar100": Declaration(
+        Setting.CLASS_IL, (32, 32, 3), num_classes=100, num_tasks=5, backbone="resnet18",
+        augment=True, mean=_CIFAR10_MEAN, std=_CIFAR10_STD, split=splits.class_il,
+        read=_cifar_reader(100)),
+    "seq-tinyimg": Declaration(
+        Setting.CLASS_IL, (64, 64, 3), num_classes=200, num_tasks=10, backbone="resnet18",
+        augment=True, mean=(0.4802, 0.4480, 0.3975), std=(0.2770, 0.2691, 0.2821),
+        split=splits.class_il, read=_load_tinyimg),
+    "perm-mnist": Declaration(
+        Setting.DOMAIN_IL, (28, 28), num_classes=10, num_tasks=20, backbone="mlp",
+        augment=False, mean=None, std=None,
+        split=functools.partial(splits.domain_il, "permutation"), sources=_MNIST_SOURCES,
+        task_il=False, settings=("source",)),
+    "rot-mnist": Declaration(
+        Setting.DOMAIN_IL, (28, 28), num_classes=10, num_tasks=20, backbone="mlp",
+        augment=False, mean=None, std=None,
+        split=functools.partial(splits.domain_il, "rotation"), sources=_MNIST_SOURCES,
+        task_il=False, settings=("source",)),
+    # The output layer keeps the source's 10 units, as the reference's MLP does.
+    "mnist-360": Declaration(
+        Setting.GENERAL_CONTINUAL, (28, 28), num_classes=10, num_tasks=mnist360.NUM_DIGITS,
+        backbone="mlp", augment=False, mean=None, std=None, split=splits.mnist360_pools,
+        sources=_MNIST_SOURCES, task_il=False,
+        settings=("source", "eval_every_steps", "curve_samples")),
+    # Reads CIFAR-100 as seq-cifar100 does; its labels are remapped, so they have no names.
+    "gcil-cifar100": Declaration(
+        Setting.CLASS_IL, (32, 32, 3), num_classes=100, num_tasks=20, backbone="resnet18",
+        augment=True, mean=_CIFAR10_MEAN, std=_CIFAR10_STD, split=splits.gcil_phases,
+        sources={"cifar100": "seq-cifar100"}, task_il=False,
+        settings=("weight_dist", "gcil_seed")),
 }
 
-# Label names of the datasets that have them, by ``_SPECS`` entry (recorded in the export).
-CLASS_NAMES = {
-    "seq-fmnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot"),
-    "seq-mnist": tuple(str(digit) for digit in range(10)),
-    "seq-cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                    "ship", "truck"),
-}
-DOMAIN_IL_TRANSFORMS = {"perm-mnist": "permutation", "rot-mnist": "rotation"}
-GENERAL_CONTINUAL = ("mnist-360",)
-GCIL = ("gcil-cifar100",)
-SOURCE_BENCHMARKS = (*DOMAIN_IL_TRANSFORMS, *GENERAL_CONTINUAL)  # take --source
-SOURCES = {"mnist": "seq-mnist", "fmnist": "seq-fmnist"}  # --source: whose data to read
-DOMAIN_IL_TASKS = 20
-BENCHMARKS: tuple[str, ...] = (*_SPECS, *SOURCE_BENCHMARKS, *GCIL)
+
+def names() -> tuple[str, ...]:
+    """Every registered benchmark (the choices of ``--benchmark``)."""
+    return tuple(BENCHMARKS)
 
 
-def _check_data(name: str, spec: _Spec, data: sources.ArrayDataset) -> None:
-    """Raises DatasetError unless images have the benchmark's shape and labels its range."""
+def accepting(setting: str) -> tuple[str, ...]:
+    """The benchmarks that read the benchmark-specific ``setting`` (none: it is general)."""
+    return tuple(name for name, declared in BENCHMARKS.items() if setting in declared.settings)
+
+
+def source_names() -> tuple[str, ...]:
+    """The choices of ``--source``: the sources of every benchmark that reads ``source``."""
+    return tuple(dict.fromkeys(source for name in accepting("source")
+                               for source in BENCHMARKS[name].sources))
+
+
+def _read_checked(name: str, data_dir: str | None) -> sources.ArrayDataset:
+    """Benchmark ``name``'s own files; DatasetError unless images have its shape and labels
+    its range."""
+    declared = BENCHMARKS[name]
+    data = declared.read(data_dir)
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-        if x.shape[1:] != spec.input_shape:
+        if x.shape[1:] != declared.input_shape:
             raise DatasetError(f"{name}: {split} images have shape {x.shape[1:]}; "
-                                       f"expected {spec.input_shape}.")
-        bad = y[(y < 0) | (y >= spec.num_classes)]
+                               f"expected {declared.input_shape}.")
+        bad = y[(y < 0) | (y >= declared.num_classes)]
         if bad.size:
             raise DatasetError(f"{name}: {split} label {bad[0]} is outside "
-                                       f"[0, {spec.num_classes}).")
-
-
-def _make_task(data: sources.ArrayDataset, classes: tuple[int, ...]) -> Task:
-    """Selects the samples of ``classes`` once per split, keeping dataset order."""
-    train = np.isin(data.y_train, classes)
-    test = np.isin(data.y_test, classes)
-    return Task(classes, data.x_train[train], data.y_train[train], data.x_test[test],
-                data.y_test[test])
+                               f"[0, {declared.num_classes}).")
+    return data
 
 
 def load_benchmark(name: str, data_dir: str | None = None, *, source: str | None = None,
                    seed: int = 0, weight_dist: str = "uniform",
                    gcil_seed: int = 1993) -> Benchmark:
-    """Loads benchmark ``name`` (one of :data:`BENCHMARKS`) and splits it into tasks.
+    """Loads benchmark ``name`` (a key of :data:`BENCHMARKS`) and splits it into tasks.
 
-    Class-IL: task ``k`` holds classes ``[k * c, (k + 1) * c)`` with
-    ``c = num_classes / num_tasks``. ``data_dir`` points at the raw files; when it is None,
-    seq-fmnist tries :data:`DEFAULT_FMNIST_DIR` then tensorflow-datasets, seq-mnist and the
-    CIFAR benchmarks use tensorflow-datasets, and seq-tinyimg fails. perm-mnist, rot-mnist
-    and mnist-360 read the data of ``source`` (``"mnist"``, the default, as seq-mnist does;
-    ``"fmnist"`` as seq-fmnist does) and draw their permutations / angles from ``seed``.
-    gcil-cifar100 reads CIFAR-100 as seq-cifar100 does and draws its phases from
-    ``gcil_seed`` with ``weight_dist`` (``"uniform"`` or ``"longtail"``).
+    ``data_dir`` points at the raw files; when it is None, seq-fmnist tries
+    :data:`DEFAULT_FMNIST_DIR` then tensorflow-datasets, seq-mnist and the CIFAR benchmarks
+    use tensorflow-datasets, and seq-tinyimg fails. perm-mnist, rot-mnist and mnist-360 read
+    the data of ``source`` (``"mnist"``, the default, as seq-mnist does; ``"fmnist"`` as
+    seq-fmnist does) and draw their permutations / angles from ``seed``. gcil-cifar100 reads
+    CIFAR-100 as seq-cifar100 does and draws its phases from ``gcil_seed`` with
+    ``weight_dist`` (``"uniform"`` or ``"longtail"``).
     """
     if name not in BENCHMARKS:
         raise ValueError(f"Unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}.")
-    if name not in SOURCE_BENCHMARKS and source is not None:
+    declared = BENCHMARKS[name]
+    if source is not None and "source" not in declared.settings:
         raise ValueError(f"source={source!r} is invalid for {name}: only "
-                         f"{', '.join(SOURCE_BENCHMARKS)} take a source.")
-    if name in SOURCE_BENCHMARKS:
-        source = source or "mnist"
-        if source not in SOURCES:
-            raise ValueError(f"source={source!r} is invalid: use one of {', '.join(SOURCES)}.")
-        data = _load_checked(SOURCES[source], data_dir)
-        if name in DOMAIN_IL_TRANSFORMS:
-            return _domain_il(name, data, source, seed)
-        return _mnist360(name, data, source)
-    if name in GCIL:
-        return _gcil(name, _load_checked("seq-cifar100", data_dir), weight_dist, gcil_seed)
-    spec = _SPECS[name]
-    data = _load_checked(name, data_dir)
-    per_task = spec.num_classes // spec.num_tasks
-    tasks = tuple(_make_task(data, tuple(range(k * per_task, (k + 1) * per_task)))
-                  for k in range(spec.num_tasks))
-    for k, task in enumerate(tasks):
-        if not len(task.y_train):
-            raise DatasetError(f"{name}: task {k} (classes {task.classes}) has no "
-                                       f"training samples in the loaded data.")
-    return _with_spec(name, name, tasks)
-
-
-def _load_checked(spec_name: str, data_dir: str | None) -> sources.ArrayDataset:
-    """The data of ``_SPECS[spec_name]``, checked against its shape and label range."""
-    spec = _SPECS[spec_name]
-    data = spec.load(data_dir)
-    _check_data(spec_name, spec, data)
-    return data
-
-
-def _with_spec(spec_name: str, name: str, tasks: tuple[Task, ...], **fields) -> Benchmark:
-    """A benchmark with the input, backbone and normalisation of ``_SPECS[spec_name]``."""
-    spec = _SPECS[spec_name]
-    return Benchmark(name, spec.input_shape, spec.num_classes, tasks, spec.backbone,
-                     spec.augment, spec.mean, spec.std, class_names=CLASS_NAMES.get(spec_name),
-                     **fields)
-
-
-def _domain_il(name: str, data: sources.ArrayDataset, source: str, seed: int) -> Benchmark:
-    """20 tasks over all the data, each with its own permutation or rotation from ``seed``.
-
-    Every task shares the raw arrays (no copies); the transform is applied in the streams.
-    """
-    transforms = draw_task_transforms(DOMAIN_IL_TRANSFORMS[name], DOMAIN_IL_TASKS,
-                                      int(np.prod(data.x_train.shape[1:])), seed)
-    classes = tuple(range(_SPECS[SOURCES[source]].num_classes))
-    tasks = tuple(Task(classes, data.x_train, data.y_train, data.x_test, data.y_test, t)
-                  for t in transforms)
-    return _with_spec(SOURCES[source], name, tasks, setting=Setting.DOMAIN_IL, task_il=False,
-                      details={"source": source,
-                               "task_transforms": [t.describe() for t in transforms]})
-
-
-def _mnist360(name: str, data: sources.ArrayDataset, source: str) -> Benchmark:
-    """One pool per digit 0..8: raw training samples, test samples rotated as in the reference.
-
-    The output layer keeps the source's 10 units, as the reference's MLP does.
-    """
-    tasks = []
-    for digit in range(mnist360.NUM_DIGITS):
-        train, test = data.y_train == digit, data.y_test == digit
-        if not train.any() or not test.any():
-            raise DatasetError(f"{name}: digit {digit} has {train.sum()} training and "
-                                       f"{test.sum()} test samples; it needs both.")
-        x_test = rotate(data.x_test[test], mnist360.evaluation_angles(int(test.sum()))).numpy()
-        tasks.append(Task((digit,), data.x_train[train], data.y_train[train], x_test,
-                          data.y_test[test]))
-    details = {"source": source, "digits": list(range(mnist360.NUM_DIGITS)),
-               "rounds": mnist360.ROUNDS,
-               "train_samples_per_digit": [len(t.y_train) for t in tasks],
-               "test_samples_per_digit": [len(t.y_test) for t in tasks]}
-    return _with_spec(SOURCES[source], name, tuple(tasks), setting=Setting.GENERAL_CONTINUAL,
-                      task_il=False, details=details)
-
-
-def _gcil(name: str, data: sources.ArrayDataset, weight_dist: str, gcil_seed: int) -> Benchmark:
-    """20 GCIL phases; labels remapped by first appearance; cumulative test sets.
-
-    The test set is sorted by remapped label once, so phase ``t``'s test set (every class
-    seen up to ``t``) is a prefix of it: the phases share one array.
-    """
-    phases = gcil.sample_phases(data.y_train, weight_dist, gcil_seed)
-    order = gcil.first_appearance_order(phases)
-    label_of = np.full(int(data.y_train.max()) + 1, -1, np.int64)
-    label_of[order] = np.arange(len(order))
-    test_labels = label_of[data.y_test]
-    by_label = np.argsort(np.where(test_labels < 0, len(order), test_labels), kind="stable")
-    x_test, y_test = data.x_test[by_label], test_labels[by_label]
-    tasks, seen = [], 0
-    for t, phase in enumerate(phases):
-        seen = max(seen, int(label_of[list(phase.classes)].max()) + 1)
-        cut = int(((y_test >= 0) & (y_test < seen)).sum())
-        if cut == 0:
-            raise DatasetError(f"{name}: phase {t} has no test samples of its classes.")
-        tasks.append(Task(tuple(int(label_of[c]) for c in phase.classes),
-                          data.x_train[phase.train_indices],
-                          label_of[data.y_train[phase.train_indices]],
-                          x_test[:cut], y_test[:cut]))
-    details = {"weight_dist": weight_dist, "gcil_seed": gcil_seed, "label_order": order,
-               "phases": [{"classes": list(p.classes), "labels": list(t.classes),
-                           "counts": list(p.counts)} for p, t in zip(phases, tasks)]}
-    return _with_spec("seq-cifar100", name, tuple(tasks), task_il=False, details=details)
+                         f"{', '.join(accepting('source'))} take a source.")
+    origin = name  # whose files are read
+    if declared.sources:
+        source = source or next(iter(declared.sources))
+        if source not in declared.sources:
+            raise ValueError(f"source={source!r} is invalid: use one of "
+                             f"{', '.join(declared.sources)}.")
+        origin = declared.sources[source]
+    data = _read_checked(origin, data_dir)
+    tasks, details = declared.split(name, data, declared.num_classes, declared.num_tasks,
+                                    LoadOptions(source, seed, weight_dist, gcil_seed))
+    return Benchmark(name, declared.input_shape, declared.num_classes, tasks,
+                     declared.backbone, declared.augment, declared.mean, declared.std,
+                     setting=declared.setting, task_il=declared.task_il, details=details,
+                     class_names=BENCHMARKS[origin].class_names)

@@ -88,7 +88,7 @@ def kept_checkpoints(directory: str) -> list[str]:
     file), from TF's state file (``tf.train.get_checkpoint_state``).
 
     Raises :class:`CheckpointError` (one line) if the state file is corrupt or names no
-    checkpoint.
+    checkpoint whose files exist.
     """
     state_file = os.path.join(directory, "checkpoint")
     if not os.path.isfile(state_file):
@@ -99,11 +99,15 @@ def kept_checkpoints(directory: str) -> list[str]:
         state, detail = None, f": {first_line(error)}"
     else:
         detail = ""
-    if state is None or not state.model_checkpoint_path:
+    paths = [] if state is None else (list(state.all_model_checkpoint_paths)
+                                      or [state.model_checkpoint_path])
+    paths = [p if os.path.isabs(p) else os.path.join(directory, p)
+             for p in reversed(paths) if p]
+    existing = [p for p in paths if os.path.isfile(p + ".index")]
+    if not existing:
         raise CheckpointError(f"the checkpoint state file {state_file!r} is corrupt or names "
-                              f"no checkpoint{detail}; {_RESTART}.")
-    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    return [p if os.path.isabs(p) else os.path.join(directory, p) for p in reversed(paths)]
+                              f"no checkpoint that exists{detail}; {_RESTART}.")
+    return existing
 
 
 def latest_checkpoint(directory: str) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from absl import flags
 
-from clser_tf.config import RunConfig, from_settings, resolve, setting_fields
+from clser_tf.config import RunConfig, choices_of, from_settings, resolve, setting_fields
 from clser_tf.errors import error_line
 
 
@@ -22,7 +22,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         kind, help_text = field.metadata["kind"], field.metadata["help"]
         default = field.default
         if kind == "enum":
-            flags.DEFINE_enum(field.name, default, list(field.metadata["choices"]), help_text,
+            flags.DEFINE_enum(field.name, default, list(choices_of(field)), help_text,
                               flag_values=flag_values)
         elif kind == "list":
             flags.DEFINE_list(field.name, list(default), help_text, flag_values=flag_values)

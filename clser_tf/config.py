@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any
+from typing import Any, Callable
 
-from clser_tf.benchmarks import (BENCHMARKS, GCIL, GENERAL_CONTINUAL, SOURCE_BENCHMARKS,
-                                 SOURCES)
+from clser_tf import benchmarks
+from clser_tf.benchmarks import Setting
 from clser_tf.distribution import STRATEGIES
 from clser_tf.gcil import WEIGHT_DISTS
 from clser_tf.variants import VARIANTS
@@ -30,12 +30,20 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BACKBONES = ("mlp", "resnet18")
 
 
-def setting(default: Any, help: str, *, kind: str, choices: tuple[str, ...] = (),
+def setting(default: Any, help: str, *, kind: str,
+            choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
             deciding: bool = True) -> Any:
     """A config field: its default, flag help and kind (absl's DEFINE_<kind>), its choices
-    (enums) and whether it decides the run (see the module docstring)."""
+    (enums; a function for those the benchmark registry holds) and whether it decides the run
+    (see the module docstring)."""
     return dataclasses.field(default=default, metadata={
         "help": help, "kind": kind, "choices": choices, "deciding": deciding})
+
+
+def choices_of(field: dataclasses.Field) -> tuple[str, ...]:
+    """The values an enum setting allows (``--benchmark``, ``--source``: the registry's now)."""
+    choices = field.metadata["choices"]
+    return choices() if callable(choices) else choices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +74,7 @@ class RunConfig:
     """Every setting of one run (``resolve`` validates it and fills in the paths)."""
 
     benchmark: str = setting("seq-fmnist", "Benchmark to run.", kind="enum",
-                             choices=BENCHMARKS)
+                             choices=benchmarks.names)
     data_dir: str | None = setting(None, "Where the benchmark's files are (see README); "
                                    "unset: the default location or tensorflow-datasets.",
                                    kind="string")
@@ -118,9 +126,9 @@ class RunConfig:
     verbose: int = setting(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line.",
                            kind="integer", deciding=False)
     source: str | None = setting(
-        None, f"Data of {', '.join(SOURCE_BENCHMARKS)}: mnist (default; IDX files in "
-        "--data_dir or tensorflow-datasets) or fmnist (read as seq-fmnist reads it).",
-        kind="enum", choices=tuple(SOURCES))
+        None, f"Data of {', '.join(benchmarks.accepting('source'))}: mnist (default; IDX "
+        "files in --data_dir or tensorflow-datasets) or fmnist (read as seq-fmnist reads it).",
+        kind="enum", choices=benchmarks.source_names)
     weight_dist: str = setting("uniform", "gcil-cifar100: class weights of the phase sampler "
                                "(longtail: 0.984^class).", kind="enum",
                                choices=tuple(WEIGHT_DISTS))
@@ -196,17 +204,16 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> str:
                      f"{_flag_text(current.get(name))})" for name in names)
 
 
-# Settings that only some benchmarks read; setting one for another benchmark is an error.
-_BENCHMARK_SETTINGS = {"source": SOURCE_BENCHMARKS, "weight_dist": GCIL, "gcil_seed": GCIL,
-                       "eval_every_steps": GENERAL_CONTINUAL,
-                       "curve_samples": GENERAL_CONTINUAL}
+# The benchmark-specific settings that name the default output folder, in this order.
+_RUN_NAME_SETTINGS = ("source", "weight_dist")
 
 
-# The benchmarks whose tasks the joint variant merges into one: the class-incremental
-# sequences (mnist-360 is one stream; a domain-IL joint task would hold 20 transformed
-# copies of the data).
-_JOINT_BENCHMARKS = tuple(b for b in BENCHMARKS
-                          if b not in (*GENERAL_CONTINUAL, *SOURCE_BENCHMARKS))
+def _joint_benchmarks() -> tuple[str, ...]:
+    """The benchmarks whose tasks the joint variant merges into one: the class-incremental
+    ones (mnist-360 is one stream; a domain-IL joint task would hold 20 transformed copies
+    of the data)."""
+    return tuple(name for name, declared in benchmarks.BENCHMARKS.items()
+                 if declared.setting == Setting.CLASS_IL)
 
 
 def _require(ok: bool, flag: str, value: Any, allowed: str) -> None:
@@ -229,13 +236,16 @@ def _check_writable_dir(flag: str, path: str) -> None:
 
 def _check_values(v: dict[str, Any], explicit: set[str]) -> None:
     """Raises ``ValueError`` (one line) on the first setting of ``v`` out of bounds."""
-    for name, benchmarks in _BENCHMARK_SETTINGS.items():
-        _require(name not in explicit or v["benchmark"] in benchmarks, name, v[name],
-                 f"only {', '.join(benchmarks)} read it, not --benchmark={v['benchmark']}")
+    for field in setting_fields():  # those only some benchmarks read (their declarations')
+        readers = benchmarks.accepting(field.name)
+        _require(not readers or field.name not in explicit or v["benchmark"] in readers,
+                 field.name, v[field.name],
+                 f"only {', '.join(readers)} read it, not --benchmark={v['benchmark']}")
     for field in setting_fields():
-        if field.metadata["choices"] and v[field.name] is not None:
-            _require(v[field.name] in field.metadata["choices"], field.name, v[field.name],
-                     f"it must be one of {', '.join(field.metadata['choices'])}")
+        choices = choices_of(field)
+        if choices and v[field.name] is not None:
+            _require(v[field.name] in choices, field.name, v[field.name],
+                     f"it must be one of {', '.join(choices)}")
     for name in ("buffer_size", "batch_size", "replay_batch_size", "epochs",
                  "eval_batch_size", "log_every_steps", "steps_per_execution",
                  "resnet_base_filters", "eval_every_steps", "curve_samples",
@@ -262,10 +272,11 @@ def _check_values(v: dict[str, Any], explicit: set[str]) -> None:
                  f"--variant={variant.name} has no {name} model, only "
                  f"{', '.join(variant.models)}")
     if variant.joint:
-        _require(v["benchmark"] in _JOINT_BENCHMARKS, "variant", variant.name,
-                 f"the joint task is built for {', '.join(_JOINT_BENCHMARKS)}, not "
+        joint_benchmarks = _joint_benchmarks()
+        _require(v["benchmark"] in joint_benchmarks, "variant", variant.name,
+                 f"the joint task is built for {', '.join(joint_benchmarks)}, not "
                  f"--benchmark={v['benchmark']}")
-    if v["benchmark"] in GENERAL_CONTINUAL:
+    if benchmarks.BENCHMARKS[v["benchmark"]].setting == Setting.GENERAL_CONTINUAL:
         _require(v["epochs"] == 1, "epochs", v["epochs"],
                  f"{v['benchmark']} is one pass over its stream: it must be 1")
         _require(v["eval_every_steps"] % v["steps_per_execution"] == 0, "eval_every_steps",
@@ -299,10 +310,9 @@ def resolve(config: RunConfig, explicit: set[str] | None = None) -> RunConfig:
     _require(v["keep_checkpoints"] >= 1, "keep_checkpoints", v["keep_checkpoints"],
              "it must be >= 1")
     run_name = v["benchmark"] + ("" if v["variant"] == "clser" else f"-{v['variant']}")
-    if v["source"] is not None:
-        run_name += f"-{v['source']}"
-    if v["benchmark"] in GCIL:
-        run_name += f"-{v['weight_dist']}"
+    for name in _RUN_NAME_SETTINGS:
+        if name in benchmarks.BENCHMARKS[v["benchmark"]].settings and v[name] is not None:
+            run_name += f"-{v[name]}"
     output_dir = v["output_dir"] or os.path.join(
         "runs", f"{run_name}-buf{v['buffer_size']}-seed{v['seed']}")
     _check_writable_dir("output_dir", output_dir)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from clser_tf import cli, sources
+from clser_tf import benchmarks, cli, sources, splits
 from clser_tf.config import RunConfig
 
 NUM_CLASSES = 4
@@ -150,6 +150,22 @@ def ring_dataset(train_per_class: int, test_per_class: int, seed: int = 0):
         return images, labels.astype(np.int64)
 
     return sources.ArrayDataset(*split(train_per_class), *split(test_per_class))
+
+
+TOY = "seq-toy"  # the benchmark that register_toy_benchmark adds
+
+
+def register_toy_benchmark(monkeypatch) -> benchmarks.Declaration:
+    """Registers seq-toy, for the test: one declaration (8x8 RGB images, 4 classes in 2
+    class-IL tasks, read from random data) that reads the benchmark-specific gcil_seed."""
+    data = random_dataset((8, 8, 3), 48, 16, 4)
+    declared = benchmarks.Declaration(
+        benchmarks.Setting.CLASS_IL, (8, 8, 3), num_classes=4, num_tasks=2, backbone="mlp",
+        augment=False, mean=None, std=None, split=splits.class_il,
+        read=lambda data_dir: data, class_names=("ant", "bee", "cat", "dog"),
+        settings=("gcil_seed",))
+    monkeypatch.setitem(benchmarks.BENCHMARKS, TOY, declared)
+    return declared
 
 
 def main_command(data_dir: str, output_dir: str, *extra: str) -> list[str]:

@@ -1,5 +1,7 @@
 """Tests for clser_tf.benchmarks: task splits, data-source selection and tf.data streams."""
 
+import dataclasses
+import functools
 import os
 
 import keras
@@ -7,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clser_tf import backbones, benchmarks, image_transforms, mnist360, sources, streams
+from clser_tf import (backbones, benchmarks, gcil, image_transforms, mnist360, sources, splits,
+                      streams)
 from clser_tf.errors import DatasetError
 from clser_tf.image_transforms import rotate
 from clser_tf.model import CLSER
@@ -319,3 +322,62 @@ def test_streams_prefetch_without_the_autotune_thread():
     plain = streams._slices(task.x_test, task.y_test).batch(8)
     np.testing.assert_array_equal(
         np.concatenate([y for _, y in streams.prefetched(plain)]), task.y_test)
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+def _synthetic_files(monkeypatch):
+    """Every declaration that reads files of its own reads random data of its declared shape
+    and classes instead (10 training and 2 test samples per class, at least 2000 / 400), and
+    GCIL phases are small enough for that data."""
+    for name, declared in list(benchmarks.BENCHMARKS.items()):
+        if declared.read is not None:
+            n = declared.num_classes
+            data = random_dataset(declared.input_shape, max(10 * n, 2000), max(2 * n, 400), n)
+            monkeypatch.setitem(benchmarks.BENCHMARKS, name, dataclasses.replace(
+                declared, read=lambda data_dir, data=data: data))
+    monkeypatch.setattr(gcil, "sample_phases", functools.partial(
+        gcil.sample_phases, phase_size=60, max_classes=10))
+
+
+@pytest.mark.parametrize("name", list(benchmarks.BENCHMARKS))
+def test_every_declaration_loads_as_declared(name, monkeypatch):
+    _synthetic_files(monkeypatch)
+    declared = benchmarks.BENCHMARKS[name]
+    bench = benchmarks.load_benchmark(name)
+    assert (bench.name, bench.setting, bench.task_il) == (name, declared.setting,
+                                                         declared.task_il)
+    assert (bench.input_shape, bench.num_classes, len(bench.tasks)) == (
+        declared.input_shape, declared.num_classes, declared.num_tasks)
+    assert (bench.backbone, bench.augment, bench.mean, bench.std) == (
+        declared.backbone, declared.augment, declared.mean, declared.std)
+    origin = next(iter(declared.sources.values())) if declared.sources else name
+    assert bench.class_names == benchmarks.BENCHMARKS[origin].class_names
+    for task in bench.tasks:
+        assert task.x_train.shape[1:] == task.x_test.shape[1:] == declared.input_shape
+        assert len(task.y_train) and len(task.y_test)
+        assert all(0 <= c < declared.num_classes for c in task.classes)
+
+
+def test_the_declarations_are_the_benchmarks_of_before():
+    assert benchmarks.names() == (
+        "seq-fmnist", "seq-mnist", "seq-cifar10", "seq-cifar100", "seq-tinyimg", "perm-mnist",
+        "rot-mnist", "mnist-360", "gcil-cifar100")
+    assert benchmarks.accepting("source") == ("perm-mnist", "rot-mnist", "mnist-360")
+    assert benchmarks.accepting("weight_dist") == benchmarks.accepting("gcil_seed") == (
+        "gcil-cifar100",)
+    assert benchmarks.accepting("curve_samples") == ("mnist-360",)
+    assert benchmarks.accepting("lr") == ()
+    assert benchmarks.source_names() == ("mnist", "fmnist")
+    assert benchmarks.BENCHMARKS["seq-mnist"].class_names == tuple("0123456789")
+
+
+def test_a_declaration_reads_its_own_files_or_another_benchmarks():
+    fields = dict(input_shape=(8, 8, 3), num_classes=4, num_tasks=2, backbone="mlp",
+                  augment=False, mean=None, std=None, split=splits.class_il)
+    with pytest.raises(ValueError, match="exactly one of the two"):
+        benchmarks.Declaration(benchmarks.Setting.CLASS_IL, **fields)
+    with pytest.raises(ValueError, match="exactly one of the two"):
+        benchmarks.Declaration(benchmarks.Setting.CLASS_IL, **fields, read=pytest.fail,
+                               sources={"mnist": "seq-mnist"})

@@ -2,15 +2,17 @@
 
 import dataclasses
 import inspect
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from clser_tf import config
+from clser_tf import benchmarks, config
 from clser_tf.config import CLSERConfig, RunConfig, resolve
 from clser_tf.model import CLSER
-from helpers import ROOT, make_config
+from helpers import ROOT, TOY, make_config, register_toy_benchmark
 
 
 def test_importing_the_library_defines_no_flag():
@@ -48,3 +50,44 @@ def test_every_setting_says_whether_it_decides_a_resume():
     deciding = {f.name for f in config.setting_fields() if f.metadata["deciding"]}
     assert "lr" in deciding and "buffer_size" in deciding and "seed" in deciding
     assert not deciding & {"output_dir", "steps_per_execution", "verbose", "restart"}
+
+
+# A value other than the default of each benchmark-specific setting.
+_SPECIFIC = {"source": "fmnist", "weight_dist": "longtail", "gcil_seed": 7,
+             "eval_every_steps": 200, "curve_samples": 500}
+
+
+@pytest.mark.parametrize("name", list(benchmarks.BENCHMARKS))
+def test_a_benchmark_accepts_exactly_the_settings_it_declares(name, tmp_path):
+    assert {s for d in benchmarks.BENCHMARKS.values() for s in d.settings} == set(_SPECIFIC)
+    declared = benchmarks.BENCHMARKS[name]
+    for setting, value in _SPECIFIC.items():
+        run = RunConfig(benchmark=name, output_dir=str(tmp_path), **{setting: value})
+        if setting in declared.settings:
+            assert getattr(resolve(run), setting) == value
+            continue
+        readers = ", ".join(benchmarks.accepting(setting))
+        with pytest.raises(ValueError, match=re.escape(
+                f"--{setting}={value!r} is invalid: only {readers} read it, "
+                f"not --benchmark={name}.")):
+            resolve(run)
+
+
+def test_a_registered_benchmark_is_accepted_by_config_and_loaded(monkeypatch):
+    with pytest.raises(ValueError, match=f"--benchmark='{TOY}' is invalid: it must be one of "
+                       "seq-fmnist, seq-mnist"):
+        resolve(RunConfig(benchmark=TOY))
+    declared = register_toy_benchmark(monkeypatch)
+    parsed = make_config(f"--benchmark={TOY}", "--gcil_seed=7")
+    assert (parsed.benchmark, parsed.gcil_seed) == (TOY, 7)
+    assert parsed.output_dir == os.path.join("runs", f"{TOY}-buf200-seed0")
+    with pytest.raises(ValueError, match="--weight_dist='longtail' is invalid: only "
+                       f"gcil-cifar100 read it, not --benchmark={TOY}"):
+        resolve(RunConfig(benchmark=TOY, weight_dist="longtail"))
+    with pytest.raises(ValueError, match=f"--gcil_seed=7 is invalid: only gcil-cifar100, {TOY} "
+                       "read it, not --benchmark=seq-mnist"):
+        resolve(RunConfig(benchmark="seq-mnist", gcil_seed=7))
+    bench = benchmarks.load_benchmark(TOY)
+    assert [t.classes for t in bench.tasks] == [(0, 1), (2, 3)]
+    assert (bench.input_shape, bench.num_classes, bench.class_names) == (
+        (8, 8, 3), 4, declared.class_names)

@@ -11,8 +11,10 @@ import tensorflow as tf
 from absl import flags
 
 from clser_tf import gcil, runner
+from clser_tf.export import CLASS_NAMES_FILE
 from clser_tf.image_transforms import draw_task_transforms
-from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset
+from helpers import (TOY, write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config,
+                     register_toy_benchmark, ring_dataset)
 
 CONSTANT_CLASS = 3
 
@@ -197,3 +199,16 @@ def test_default_output_dir_names_source_and_weight_dist():
     assert make_config(flagfile("gcil-longtail-500.cfg"), "--seed=3").output_dir == (
         os.path.join("runs", "gcil-cifar100-longtail-buf500-seed3"))
     assert make_config("--benchmark=mnist-360").source is None
+
+
+def test_a_registered_benchmark_runs_end_to_end(tmp_path, monkeypatch):
+    declared = register_toy_benchmark(monkeypatch)
+    results = _results(make_config(
+        f"--benchmark={TOY}", f"--output_dir={tmp_path / 'run'}", "--batch_size=8",
+        "--buffer_size=16", "--replay_batch_size=8", "--verbose=0", "--tensorboard=false",
+        "--steps_per_execution=2"))
+    assert (results["benchmark"]["name"], results["benchmark"]["setting"]) == (TOY, "class-il")
+    assert results["benchmark"]["task_classes"] == [[0, 1], [2, 3]]
+    assert len(results["models"]["stable"]["matrix"]["task_il"]) == 2
+    with open(tmp_path / "run" / "export" / CLASS_NAMES_FILE, encoding="utf-8") as f:
+        assert json.load(f) == list(declared.class_names)

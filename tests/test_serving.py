@@ -194,7 +194,7 @@ def test_runner_exports_float32_outputs_tflite_and_label_names_after_mixed_bfloa
     assert {name: out.dtype for name, out in signature.structured_outputs.items()} == {
         "logits": tf.float32, "probabilities": tf.float32}
     with open(os.path.join(export, CLASS_NAMES_FILE), encoding="utf-8") as f:
-        assert json.load(f) == list(benchmarks.CLASS_NAMES["seq-fmnist"])
+        assert json.load(f) == list(benchmarks.BENCHMARKS["seq-fmnist"].class_names)
     served = signature(inputs=tf.constant(data.x_test))["logits"].numpy()
     lite = tflite_outputs(os.path.join(export, TFLITE_FILE), data.x_test)["logits"]
     np.testing.assert_allclose(lite, served, rtol=0,
