@@ -59,6 +59,7 @@ class Interrupted(Exception):
     """SIGINT or SIGTERM stopped the run; a checkpoint of where it stopped was written."""
 
     def __init__(self, signum: int, step: int, checkpoint_dir: str):
+        self.signum, self.step = signum, step
         self.exit_code = 128 + signum  # what a shell reports for a death by that signal
         super().__init__(
             f"stopped by {signal.Signals(signum).name} at global step {step}; the checkpoint "

@@ -27,15 +27,17 @@ from clser_tf.errors import WriteFailed  # noqa: E402
 Matrix = Sequence[Sequence[float]]
 
 
-def check_matrix(matrix: Matrix) -> list[list[float]]:
+def check_matrix(matrix: Matrix, joint: bool = False) -> list[list[float]]:
     """``matrix`` (row i: accuracies on tasks 0..i after task i) as floats, or ValueError.
 
-    A single row may be of any length: the joint task, evaluated on every task's test set.
+    With ``joint`` it is the joint task's one row, evaluated on every task's test set.
     """
     if len(matrix) == 0:
         raise ValueError("matrix is empty: it needs one row per trained task.")
+    if joint and len(matrix) != 1:
+        raise ValueError(f"matrix has {len(matrix)} rows; the joint task's has one.")
     for i, row in enumerate(matrix):
-        if len(row) > i + 1 and len(matrix) > 1:
+        if len(row) > i + 1 and not joint:
             raise ValueError(f"matrix row {i} has {len(row)} entries {list(row)!r}; a "
                              f"lower-triangular matrix allows at most i + 1 = {i + 1}.")
         for j, value in enumerate(row):
@@ -49,13 +51,14 @@ def _setting_name(setting: str) -> str:
     return setting.replace("_il", "-IL")
 
 
-def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]],
-                           title: str) -> plt.Figure:
+def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]], title: str,
+                           joint: bool = False) -> plt.Figure:
     """One heat-map panel per model (columns) and setting (rows); ``matrices[model][setting]``
-    is a lower-triangular accuracy matrix. Missing cells are grey and blank."""
+    is a lower-triangular accuracy matrix (``joint``: the joint task's one row). Missing
+    cells are grey and blank."""
     models = list(matrices)
     settings = list(next(iter(matrices.values())))
-    n = len(check_matrix(matrices[models[0]][settings[0]]))
+    n = max(map(len, check_matrix(matrices[models[0]][settings[0]], joint)))
     size = max(3.0, 0.45 * n + 1.5)
     fig, axes = plt.subplots(len(settings), len(models), squeeze=False,
                              figsize=(size * len(models) + 1, size * len(settings) + 0.6),
@@ -63,8 +66,8 @@ def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]],
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     for row, setting in enumerate(settings):
         for col, model in enumerate(models):
-            ax, rows = axes[row][col], check_matrix(matrices[model][setting])
-            grid = np.full((len(rows), max(map(len, rows))), np.nan)
+            ax, rows = axes[row][col], check_matrix(matrices[model][setting], joint)
+            grid = np.full((len(rows), max(len(rows), *map(len, rows))), np.nan)
             for i, values in enumerate(rows):
                 grid[i, :len(values)] = values
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100)
@@ -85,16 +88,16 @@ def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]],
     return fig
 
 
-def accuracy_per_task_figure(matrices: Mapping[str, Mapping[str, Matrix]],
-                             title: str) -> plt.Figure:
+def accuracy_per_task_figure(matrices: Mapping[str, Mapping[str, Matrix]], title: str,
+                             joint: bool = False) -> plt.Figure:
     """Mean accuracy over the tasks seen after each task: one line per model, one panel
-    per setting."""
+    per setting (``joint``: the joint task's one point)."""
     settings = list(next(iter(matrices.values())))
     fig, axes = plt.subplots(1, len(settings), squeeze=False,
                              figsize=(4.5 * len(settings), 3.5), constrained_layout=True)
     for ax, setting in zip(axes[0], settings):
         for model, per_setting in matrices.items():
-            rows = check_matrix(per_setting[setting])
+            rows = check_matrix(per_setting[setting], joint)
             ax.plot(range(1, len(rows) + 1), [sum(r) / len(r) for r in rows], marker="o",
                     label=model)
         ax.set_xlabel("after task")

@@ -103,10 +103,11 @@ def _finish_task_sequence(session: Session) -> None:
     """The summaries and headline of a trained task sequence, its figures and table."""
     results = session.results
     results.finish(session.variant.reported_model, joint=session.variant.joint)
-    name = session.benchmark.name
+    name, joint = session.benchmark.name, session.variant.joint
     save_figures({
-        "accuracy_matrix": accuracy_matrix_figure(results.matrices(), f"{name}: accuracy (%)"),
-        "accuracy_per_task": accuracy_per_task_figure(results.matrices(), name),
+        "accuracy_matrix": accuracy_matrix_figure(results.matrices(), f"{name}: accuracy (%)",
+                                                  joint),
+        "accuracy_per_task": accuracy_per_task_figure(results.matrices(), name, joint),
     }, session.config.output_dir, session.eval_writer, len(session.benchmark.tasks))
     print(final_table(results.to_json()["models"]), flush=True)
 

@@ -34,8 +34,9 @@ from clser_tf.checkpoint import (Checkpointer, RunState, find_run_states,
                                  remove_checkpoints)
 from clser_tf.config import RunConfig
 from clser_tf.distribution import is_chief
-from clser_tf.errors import CheckpointError, WorkerLost, WriteFailed
+from clser_tf.errors import CheckpointError, Interrupted, WorkerLost, WriteFailed
 from clser_tf.model import CLSER
+from clser_tf.preemption import ClusterStopRequest
 from clser_tf.session import Session
 from clser_tf.signals import StopRequest
 from clser_tf.tensorboard_logs import drop_steps_after
@@ -156,9 +157,9 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
     callbacks = ([TrainSummaries(train_writer, config.log_every_steps)]
                  if train_writer is not None else [])
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    # Under multi-worker training a signal is not handled: workers would see it at different
-    # steps and wait for each other forever. They resume from the last periodic checkpoint.
-    with StopRequest(install=not multi_worker) as stop:
+    # Under multi-worker training a signal on one worker stops every worker at one step.
+    with (ClusterStopRequest(strategy.cluster_resolver) if multi_worker
+          else StopRequest(install=True)) as stop:
         session = Session(config, benchmark, model, eval_models, callbacks, eval_writer,
                           checkpointer, stop,
                           run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
@@ -173,6 +174,10 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
             if not multi_worker:
                 raise
             raise WorkerLost(error, resume_dir or config.checkpoint_dir) from None
+        except Interrupted as stopped:  # a non-chief worker resumes from the chief's folder
+            if resume_dir is None:
+                raise
+            raise Interrupted(stopped.signum, stopped.step, resume_dir) from None
     for writer in (train_writer, eval_writer):
         if writer is not None:
             writer.flush()

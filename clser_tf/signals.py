@@ -35,8 +35,16 @@ class StopRequest:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
 
-    def _handle(self, signum: int, frame) -> None:
+    def poll(self) -> None:
+        """Called by the training guard after every compiled call, before it reads
+        ``signum`` (a cluster's request agrees on the step here; one machine has nothing
+        to agree on)."""
+
+    def _note(self, signum: int) -> None:
         self.signum = signum
+
+    def _handle(self, signum: int, frame) -> None:
+        self._note(signum)
         self._put_back()
         os.write(2, f"\nclser_tf: {signal.Signals(signum).name} received: stopping after the "
                     "current step to write a checkpoint (send it again to stop at once, "

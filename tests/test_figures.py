@@ -101,3 +101,15 @@ def test_save_figures_writes_pngs_and_tensorboard_images(tmp_path):
 def test_bad_matrix_raises_value_error_naming_the_value(matrix, message):
     with pytest.raises(ValueError, match=message):
         accuracy_matrix_figure({"stable": {"class_il": matrix}}, TITLE)
+
+
+def test_the_joint_task_is_one_row_over_every_task():
+    joint = {"working": {"class_il": [[90.0, 80.0, 70.0]]}}
+    fig = accuracy_matrix_figure(joint, TITLE, joint=True)
+    assert _panel_image(fig).get_array().shape == (1, 3)
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"matrix row 0 has 3 entries"):
+        accuracy_matrix_figure(joint, TITLE)
+    with pytest.raises(ValueError, match=r"matrix has 2 rows; the joint task's has one"):
+        accuracy_matrix_figure({"working": {"class_il": [[90.0], [1.0, 2.0]]}}, TITLE,
+                               joint=True)

@@ -1,15 +1,21 @@
 """MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1 train what one device
 trains, only the chief writes files, and every worker resumes from the chief's checkpoint."""
 
+import functools
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import helpers
+from clser_tf.checkpoint import read_run_state
 from helpers import ROOT, TIMEOUT_S, free_port, random_dataset, write_cifar_dir, write_idx_dir
 
 def shipped_command(data_dir: str, output_dir: str, *extra: str,
@@ -32,6 +38,17 @@ def worker_envs(count: int) -> list[dict]:
     cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(count)]}
     return [dict(os.environ, TF_CONFIG=json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": i}})) for i in range(count)]
+
+
+def checkpointed_cluster(tmp_path, data_dir: str, name: str) -> list[tuple[list[str], dict]]:
+    """Two workers of a new cluster, checkpointing every 20 steps into
+    ``tmp_path/name/checkpoints``, each writing to ``tmp_path/name/w<i>``."""
+    return [(shipped_command(data_dir, str(tmp_path / name / f"w{i}"),
+                             "--strategy=multi_worker", "--steps_per_execution=1",
+                             "--checkpoint_every_steps=20", "--tensorboard=false",
+                             "--collective_timeout_s=20",
+                             f"--checkpoint_dir={tmp_path / name / 'checkpoints'}"), env)
+            for i, env in enumerate(worker_envs(2))]
 
 
 def test_two_workers_equal_one_device_and_only_the_chief_writes(tmp_path):
@@ -93,19 +110,9 @@ def test_a_killed_worker_stops_the_others_with_one_line_and_both_resume(tmp_path
     """kill -9 of one worker after the first periodic checkpoint: the other exits 1 within
     --collective_timeout_s (plus start-up slack) naming the lost worker; the same two
     commands again resume and end as an uninterrupted two-worker run."""
-    import signal
-    import subprocess
-    import time
-
     data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 1000, 50, 10))
 
-    def commands(name: str) -> list[tuple[list[str], dict]]:
-        return [(shipped_command(data_dir, str(tmp_path / name / f"w{i}"),
-                                 "--strategy=multi_worker", "--steps_per_execution=1",
-                                 "--checkpoint_every_steps=20", "--tensorboard=false",
-                                 "--collective_timeout_s=20",
-                                 f"--checkpoint_dir={tmp_path / name / 'checkpoints'}"), env)
-                for i, env in enumerate(worker_envs(2))]
+    commands = functools.partial(checkpointed_cluster, tmp_path, data_dir)
 
     whole = commands("whole")
     run_all(whole)
@@ -147,6 +154,53 @@ def test_a_killed_worker_stops_the_others_with_one_line_and_both_resume(tmp_path
               for name in ("whole", "part")]
     np.testing.assert_allclose(served[1].serve(x).numpy(), served[0].serve(x).numpy(),
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("signum,signalled", [(signal.SIGTERM, 1), (signal.SIGINT, 0)])
+def test_a_signalled_worker_stops_every_worker_at_one_step_and_both_resume(
+        tmp_path, signum, signalled):
+    """SIGTERM (or SIGINT) to one worker after the first periodic checkpoint: every worker
+    writes its checkpoint at the same global step and exits 128 + signal; the same two
+    commands again resume and end as an uninterrupted two-worker run."""
+    data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 1000, 50, 10))
+
+    commands = functools.partial(checkpointed_cluster, tmp_path, data_dir)
+
+    run_all(commands("whole"))
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for cmd, env in commands("part")]
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (tmp_path / "part" / "checkpoints" / "checkpoint").exists():
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.05)
+        procs[signalled].send_signal(signum)
+        errs = [proc.communicate(timeout=60)[1] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert [proc.returncode for proc in procs] == [128 + signum] * 2, errs
+    name = signal.Signals(signum).name
+    steps = [re.findall(rf"^clser_tf: stopped by {name} at global step (\d+);", err, re.M)
+             for err in errs]
+    assert all(len(found) == 1 for found in steps), errs
+    assert steps[0] == steps[1], steps  # one step for every worker
+    newest = tf.train.latest_checkpoint(str(tmp_path / "part" / "checkpoints"))
+    assert newest is not None
+    state = read_run_state(newest)
+    assert state["global_step"] == int(steps[0][0]) > 20  # past the first periodic one
+    outputs = run_all(commands("part"))  # the same commands: both resume
+    assert all("resuming from" in out for out in outputs), outputs
+    results = [json.loads((tmp_path / name / "w0" / "results.json").read_text())
+               for name in ("whole", "part")]
+    for r in results:
+        r.pop("timings")
+        for key in ("output_dir", "export_dir", "checkpoint_dir"):
+            r["config"].pop(key)
+    assert results[0] == results[1]
 
 
 def test_three_workers_equal_one_device(tmp_path):

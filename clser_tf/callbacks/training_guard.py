@@ -46,6 +46,7 @@ class TrainingGuard(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         self._call_start = step
+        self._stop.poll()
         if self._stop.signum is not None:
             self._checkpoint()
             self.model.stop_training = True
