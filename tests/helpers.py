@@ -4,6 +4,7 @@ configs parsed as the command line parses them, loopback ports and subprocesses.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 import socket
@@ -125,6 +126,16 @@ def write_cifar_dir(parent, data: sources.ArrayDataset, num_classes: int) -> str
         with open(os.path.join(folder, name), "wb") as f:
             f.write(content)
     return folder
+
+
+def comparable_results(output_dir) -> dict:
+    """results.json without timings and the paths that name the run's folder."""
+    with open(os.path.join(output_dir, "results.json")) as f:
+        results = json.load(f)
+    results.pop("timings")
+    for key in ("output_dir", "export_dir", "checkpoint_dir"):
+        results["config"].pop(key)
+    return results
 
 
 def flagfile(name: str) -> str:

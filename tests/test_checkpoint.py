@@ -21,7 +21,7 @@ from clser_tf.checkpoint import latest_checkpoint, read_run_state
 from clser_tf import checkpoint as checkpoint_module, session as session_module
 from clser_tf.errors import (CheckpointError, DatasetError, FolderError, Interrupted,
                              TrainingDiverged, WriteFailed)
-from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command
+from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command, comparable_results
 
 # The tiny seq-fmnist run: 10 classes x 40 training samples, batch 8 -> 10 steps per task
 # epoch, 2 epochs, 5 tasks: 100 steps, a checkpoint every 2 steps and after every task.
@@ -93,16 +93,6 @@ def signal_when(cmd: list[str], directory, condition, signum: int) -> tuple[int,
 
 def resume_point(out: str) -> str:
     return re.search(r"^resuming from .*$", out, re.M).group(0)
-
-
-def comparable_results(output_dir) -> dict:
-    """results.json without timings and the paths that name the run's folder."""
-    with open(os.path.join(output_dir, "results.json")) as f:
-        results = json.load(f)
-    results.pop("timings")
-    for key in ("output_dir", "export_dir", "checkpoint_dir"):
-        results["config"].pop(key)
-    return results
 
 
 def checkpoint_values(directory) -> dict[str, np.ndarray]:

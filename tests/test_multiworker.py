@@ -16,7 +16,8 @@ import tensorflow as tf
 
 import helpers
 from clser_tf.checkpoint import read_run_state
-from helpers import ROOT, TIMEOUT_S, free_port, random_dataset, write_cifar_dir, write_idx_dir
+from helpers import (ROOT, TIMEOUT_S, comparable_results, free_port, random_dataset,
+                     write_cifar_dir, write_idx_dir)
 
 def shipped_command(data_dir: str, output_dir: str, *extra: str,
                     flagfile: str = "fmnist.cfg") -> list[str]:
@@ -142,13 +143,8 @@ def test_a_killed_worker_stops_the_others_with_one_line_and_both_resume(tmp_path
     assert state is not None and tf.train.load_checkpoint(state)  # intact
     outputs = run_all(commands("part"))  # the same commands: both resume
     assert any("resuming from" in out for out in outputs), outputs
-    results = [json.loads((tmp_path / name / "w0" / "results.json").read_text())
-               for name in ("whole", "part")]
-    for r in results:
-        r.pop("timings")
-        for key in ("output_dir", "export_dir", "checkpoint_dir"):
-            r["config"].pop(key)
-    assert results[0] == results[1]
+    assert comparable_results(tmp_path / "whole" / "w0") == comparable_results(
+        tmp_path / "part" / "w0")
     x = np.random.default_rng(1).integers(0, 256, (16, 28, 28), dtype=np.uint8)
     served = [tf.saved_model.load(str(tmp_path / name / "w0" / "export"))
               for name in ("whole", "part")]
@@ -194,13 +190,8 @@ def test_a_signalled_worker_stops_every_worker_at_one_step_and_both_resume(
     assert state["global_step"] == int(steps[0][0]) > 20  # past the first periodic one
     outputs = run_all(commands("part"))  # the same commands: both resume
     assert all("resuming from" in out for out in outputs), outputs
-    results = [json.loads((tmp_path / name / "w0" / "results.json").read_text())
-               for name in ("whole", "part")]
-    for r in results:
-        r.pop("timings")
-        for key in ("output_dir", "export_dir", "checkpoint_dir"):
-            r["config"].pop(key)
-    assert results[0] == results[1]
+    assert comparable_results(tmp_path / "whole" / "w0") == comparable_results(
+        tmp_path / "part" / "w0")
 
 
 def test_three_workers_equal_one_device(tmp_path):
