@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from clser_tf.results import setting_name
+
 METRICS = ("final_mean", "forgetting", "backward_transfer", "forward_transfer")
 BASELINE = "clser"
 
@@ -87,10 +89,6 @@ def aggregate(runs: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> dict[str, 
     return out
 
 
-def _setting_name(setting: str) -> str:
-    return {"accuracy": "accuracy"}.get(setting, setting.replace("_il", "-IL"))
-
-
 def _mean_std(entry: Mapping[str, Any] | None) -> str:
     if not entry or entry["mean"] is None:
         return "–"
@@ -113,9 +111,9 @@ def markdown(summary: Mapping[str, Any], title: str) -> str:
     settings = list(next(iter(variants.values()))["headline"])
     tests = summary.get("welch_vs_clser", {})
     first = settings[0]
-    header = (["variant", "model", "seeds"] + [_setting_name(s) for s in settings]
-              + [f"forgetting ({_setting_name(first)})"]
-              + [f"p vs clser ({_setting_name(s)})" for s in settings])
+    header = (["variant", "model", "seeds"] + [setting_name(s) for s in settings]
+              + [f"forgetting ({setting_name(first)})"]
+              + [f"p vs clser ({setting_name(s)})" for s in settings])
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, entry in variants.items():
         model = entry["models"][entry["reported_model"]]

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from clser_tf.errors import WriteFailed  # noqa: E402
+from clser_tf.results import setting_name  # noqa: E402
 
 Matrix = Sequence[Sequence[float]]
 
@@ -47,8 +48,14 @@ def check_matrix(matrix: Matrix, joint: bool = False) -> list[list[float]]:
     return [[float(value) for value in row] for row in matrix]
 
 
-def _setting_name(setting: str) -> str:
-    return setting.replace("_il", "-IL")
+def style_accuracy_axes(ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> None:
+    """The axes of an accuracy plot: labels, a 0-100 % range, a light grid, a legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]], title: str,
@@ -82,7 +89,7 @@ def accuracy_matrix_figure(matrices: Mapping[str, Mapping[str, Matrix]], title: 
                           fontsize=7)
             ax.set_xlabel("task")
             ax.set_ylabel("after task")
-            ax.set_title(f"{model} {_setting_name(setting)}", fontsize=9)
+            ax.set_title(f"{model} {setting_name(setting)}", fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.8, label="accuracy (%)")
     fig.suptitle(title)
     return fig
@@ -100,12 +107,8 @@ def accuracy_per_task_figure(matrices: Mapping[str, Mapping[str, Matrix]], title
             rows = check_matrix(per_setting[setting], joint)
             ax.plot(range(1, len(rows) + 1), [sum(r) / len(r) for r in rows], marker="o",
                     label=model)
-        ax.set_xlabel("after task")
-        ax.set_ylabel("mean accuracy over seen tasks (%)")
-        ax.set_title(_setting_name(setting), fontsize=9)
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        style_accuracy_axes(ax, "after task", "mean accuracy over seen tasks (%)",
+                            setting_name(setting))
     fig.suptitle(title)
     return fig
 
@@ -116,12 +119,7 @@ def accuracy_curve_figure(steps: Sequence[int], curves: Mapping[str, Sequence[fl
     fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     for model, accuracy in curves.items():
         ax.plot(steps, accuracy, label=model)
-    ax.set_xlabel("global step")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
+    style_accuracy_axes(ax, "global step", "accuracy (%)", title)
     return fig
 
 

@@ -12,27 +12,11 @@ from clser_tf import export
 from clser_tf.buffer import ReservoirBuffer
 from clser_tf.checks import (check_arguments, check_memories, check_positive_int,
                              check_unit_interval, checked_labels)
+from clser_tf.draws import (AUGMENT_STREAM, PLASTIC_STREAM, REPLAY_STREAM, RESERVOIR_STREAM,
+                            STABLE_STREAM, stream_seed)
+from clser_tf.memories import ema_copy, forward_rows, maybe_ema_update, teacher_logits
 from clser_tf.multi_step import multi_step_function
 from clser_tf.replicas import ReplicaSlices
-
-# Random streams of one step; each draw is keyed on (seed, stream, global step).
-REPLAY_STREAM, AUGMENT_STREAM, RESERVOIR_STREAM, PLASTIC_STREAM, STABLE_STREAM = range(5)
-_NUM_STREAMS = 8
-
-
-def stream_seed(seed: int | tf.Tensor, stream: int, step: int | tf.Tensor) -> tf.Tensor:
-    """The stateless seed ``[2]`` of one random stream at one global step.
-
-    Identical on every replica and after a save/load round trip, since it is derived
-    only from the model's seed and its saved global step.
-    """
-    return tf.stack([tf.cast(seed, tf.int64) * _NUM_STREAMS + stream, tf.cast(step, tf.int64)])
-
-
-def ema_alpha(step: tf.Tensor, alpha_max: float) -> tf.Tensor:
-    """SPEC step 6 warm-up: ``min(1 - 1 / (step + 1), alpha_max)`` for the incremented step."""
-    return tf.minimum(1.0 - 1.0 / (tf.cast(step, tf.float32) + 1.0), alpha_max)
-
 
 @keras.saving.register_keras_serializable(package="clser_tf")
 class CLSER(keras.Model):
@@ -102,9 +86,9 @@ class CLSER(keras.Model):
         self.replay = bool(replay)
 
         self.working_model = backbone
-        self.plastic_model = (self._ema_copy(backbone) if "plastic" in self.semantic_memories
+        self.plastic_model = (ema_copy(backbone) if "plastic" in self.semantic_memories
                               else None)
-        self.stable_model = (self._ema_copy(backbone) if "stable" in self.semantic_memories
+        self.stable_model = (ema_copy(backbone) if "stable" in self.semantic_memories
                              else None)
         self.num_classes = int(backbone.outputs[0].shape[-1])
         input_spec = backbone.inputs[0]
@@ -117,15 +101,6 @@ class CLSER(keras.Model):
                           ("loss", "ce_loss", "consistency_loss", "stable_teacher_fraction")}
         self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.built = True
-
-    @staticmethod
-    def _ema_copy(backbone: keras.Model) -> keras.Model:
-        """A copy of ``backbone`` with its initial weights, updated only by assignment."""
-        copy = keras.models.clone_model(backbone)
-        copy.set_weights(backbone.get_weights())
-        for variable in copy.weights:
-            variable.trainable = False  # the optimizer never sees EMA weights
-        return copy
 
     @property
     def serving_model(self) -> keras.Model:
@@ -216,28 +191,15 @@ class CLSER(keras.Model):
 
         # 2. Teacher logits, per sample from the EMA model more confident in the label.
         has_replay = num_local_replay > 0  # false on every replica at once (buffer empty)
-        teacher, stable_chosen = self._teacher_logits(x_m, y_m, x, has_replay)
+        teacher, stable_chosen = teacher_logits(self.stable_model, self.plastic_model,
+                                                self.working_model, x_m, y_m, x, has_replay)
 
         # 3. L = CE(merged batch) + λ · MSE(replay logits, teacher logits), as global means.
         x_all, y_all = tf.concat([x, x_m], 0), tf.concat([y, y_m], 0)
         variables = self.working_model.trainable_variables
         with tf.GradientTape() as tape:
-            # Two passes run the replay batch first, as the reference's observe() does, so
-            # BatchNorm's moving statistics take the merged batch last.
-            replay_logits = (None if self.fused_forward or teacher is None else
-                             self._forward_rows(self.working_model, x_m, x, has_replay))
-            logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
-            if self.fused_forward:
-                replay_logits = logits[tf.shape(y)[0]:]
-            ce_loss = tf.reduce_sum(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits)) / tf.cast(
-                replica.global_size + num_replay, tf.float32)
-            consistency_loss = tf.constant(0.0) if teacher is None else tf.reduce_sum(
-                tf.square(replay_logits - teacher)) / tf.cast(
-                tf.maximum(num_replay * self.num_classes, 1), tf.float32)
-            loss = ce_loss + self.reg_weight * consistency_loss
-            if self.working_model.losses:
-                loss += tf.add_n(self.working_model.losses) / replica.count
+            logits, loss, ce_loss, consistency_loss = self._loss(
+                x, x_m, x_all, y_all, teacher, num_replay, has_replay, replica)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
 
@@ -250,14 +212,13 @@ class CLSER(keras.Model):
 
         # 6. global_step += 1, then the plastic and the stable EMA updates, each with prob. r.
         self.global_step.assign_add(1)
-        new_step = step + 1
-        if self.plastic_model is not None:
-            self._maybe_ema_update(self.plastic_model, self.plastic_alpha,
-                                   self.plastic_update_freq,
-                                   stream_seed(self.seed, PLASTIC_STREAM, step), new_step)
-        if self.stable_model is not None:
-            self._maybe_ema_update(self.stable_model, self.stable_alpha, self.stable_update_freq,
-                                   stream_seed(self.seed, STABLE_STREAM, step), new_step)
+        for ema_model, alpha, freq, stream in (
+                (self.plastic_model, self.plastic_alpha, self.plastic_update_freq,
+                 PLASTIC_STREAM),
+                (self.stable_model, self.stable_alpha, self.stable_update_freq, STABLE_STREAM)):
+            if ema_model is not None:
+                maybe_ema_update(ema_model, self.working_model, alpha, freq,
+                                 stream_seed(self.seed, stream, step), step + 1)
 
         self._update_metrics(replica.count, loss, ce_loss, consistency_loss, stable_chosen,
                              y_all, logits)
@@ -283,6 +244,30 @@ class CLSER(keras.Model):
         x_m, y_m = replica.share_of(x_m), replica.share_of(y_m)
         return x, x_m, y_m, num_replay
 
+    def _loss(self, x: tf.Tensor, x_m: tf.Tensor, x_all: tf.Tensor, y_all: tf.Tensor,
+              teacher: tf.Tensor | None, num_replay: tf.Tensor, has_replay: tf.Tensor,
+              replica: ReplicaSlices) -> tuple[tf.Tensor, ...]:
+        """SPEC step 3 on this replica: the merged batch's logits, the loss and its CE and
+        consistency terms, each a share of the global mean."""
+        # Two passes run the replay batch first, as the reference's observe() does, so
+        # BatchNorm's moving statistics take the merged batch last.
+        replay_logits = (None if self.fused_forward or teacher is None else
+                         forward_rows(self.working_model, self.working_model, x_m, x,
+                                      has_replay))
+        logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
+        if self.fused_forward:
+            replay_logits = logits[tf.shape(x)[0]:]
+        ce_loss = tf.reduce_sum(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits)) / tf.cast(
+            replica.global_size + num_replay, tf.float32)
+        consistency_loss = tf.constant(0.0) if teacher is None else tf.reduce_sum(
+            tf.square(replay_logits - teacher)) / tf.cast(
+            tf.maximum(num_replay * self.num_classes, 1), tf.float32)
+        loss = ce_loss + self.reg_weight * consistency_loss
+        if self.working_model.losses:
+            loss += tf.add_n(self.working_model.losses) / replica.count
+        return logits, loss, ce_loss, consistency_loss
+
     def _update_metrics(self, count: int, loss: tf.Tensor, ce_loss: tf.Tensor,
                         consistency_loss: tf.Tensor, stable_chosen: tf.Tensor,
                         y_all: tf.Tensor, logits: tf.Tensor) -> None:
@@ -306,51 +291,6 @@ class CLSER(keras.Model):
         if self._augment_takes_seed:
             return self.replay_augment(x_m, seed=seed)
         return self.replay_augment(x_m)
-
-    def _teacher_logits(self, x_m: tf.Tensor, y_m: tf.Tensor, fallback: tf.Tensor,
-                        has_replay: tf.Tensor) -> tuple[tf.Tensor | None, tf.Tensor]:
-        """SPEC step 2 (and 7: teachers run in training mode, no gradient). With one
-        semantic memory it is the teacher; with none there is no teacher (None)."""
-        z_s, z_p = (None if model is None else tf.stop_gradient(
-            self._forward_rows(model, x_m, fallback, has_replay))
-            for model in (self.stable_model, self.plastic_model))
-        if z_s is None or z_p is None:
-            only_stable = tf.fill(tf.shape(y_m), z_s is not None)
-            return (z_s if z_p is None else z_p), only_stable
-        label_prob = lambda z: tf.gather(tf.nn.softmax(z), y_m, axis=1, batch_dims=1)
-        stable_chosen = label_prob(z_s) > label_prob(z_p)  # ties go to plastic
-        return tf.where(stable_chosen[:, None], z_s, z_p), stable_chosen
-
-    def _forward_rows(self, model: keras.Model, rows: tf.Tensor, fallback: tf.Tensor,
-                      has_rows: tf.Tensor) -> tf.Tensor:
-        """``model(rows, training=True)`` in float32, for a batch that may be empty.
-
-        An empty batch has NaN batch statistics, and a ``tf.cond`` cannot hold the
-        collective of a synchronised BatchNorm. So an empty ``rows`` runs on ``fallback``
-        instead and the batch state that pass changed (moving statistics) is put back.
-        """
-        state = [ema_var for ema_var, var in zip(model.weights, self.working_model.weights)
-                 if not var.trainable]
-        saved = [tf.identity(v.value) for v in state]
-        inputs = tf.concat([rows, fallback[:tf.where(has_rows, 0, tf.shape(fallback)[0])]], 0)
-        logits = tf.cast(model(inputs, training=True), tf.float32)[:tf.shape(rows)[0]]
-        for variable, value in zip(state, saved):
-            variable.assign(tf.where(has_rows, variable.value, value))
-        return logits
-
-    def _maybe_ema_update(self, ema_model: keras.Model, alpha_max: float, freq: float,
-                          seed: tf.Tensor, step: tf.Tensor) -> None:
-        """θ_ema ← α·θ_ema + (1 − α)·θ_w over trainable weights, with probability ``freq``."""
-        alpha = ema_alpha(step, alpha_max)
-
-        def update():
-            for ema_var, var in zip(ema_model.weights, self.working_model.weights):
-                if var.trainable:
-                    ema_var.assign(alpha * ema_var.value + (1.0 - alpha) * var.value)
-            return tf.constant(True)
-
-        tf.cond(tf.random.stateless_uniform([], seed) < freq, update,
-                lambda: tf.constant(False))
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -20,6 +20,11 @@ from clser_tf.evaluation import summarize
 Accuracies = dict[str, dict[str, list[float]]]  # model -> setting -> one accuracy per test set
 
 
+def setting_name(setting: str) -> str:
+    """How a setting is written in tables and figures: ``class_il`` -> ``class-IL``."""
+    return setting.replace("_il", "-IL")
+
+
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 

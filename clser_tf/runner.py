@@ -165,33 +165,46 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
                           run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
         if state is not None:
             print(_resume_line(state, session.num_tasks, session.general), flush=True)
-        try:
-            if session.general:
-                protocols.train_general_stream(session, state)
-            else:
-                protocols.train_task_sequence(session, state)
-        except _PEER_FAILURES as error:
-            if not multi_worker:
-                raise
-            raise WorkerLost(error, resume_dir or config.checkpoint_dir) from None
-        except Interrupted as stopped:  # a non-chief worker resumes from the chief's folder
-            if resume_dir is None:
-                raise
-            raise Interrupted(stopped.signum, stopped.step, resume_dir) from None
+        _train(session, state, multi_worker, resume_dir or config.checkpoint_dir,
+               chief=resume_dir is None)
     for writer in (train_writer, eval_writer):
         if writer is not None:
             writer.flush()
     if config.export_dir:
-        try:
-            model.export_stable(config.export_dir, tflite=config.export_tflite,
-                                class_names=benchmark.class_names)
-        except (OSError, tf.errors.OpError) as error:
-            raise WriteFailed(config.export_dir, error) from None
+        _export(model, config, benchmark)
     session.results.timings["total_s"] = time.perf_counter() - session.run_tick
     session.save()
     print(f"results: {session.results_path}" + (f"  export: {config.export_dir}"
                                                 if config.export_dir else ""), flush=True)
     return session.results.to_json()
+
+
+def _train(session: Session, state: RunState | None, multi_worker: bool, resume_dir: str,
+           chief: bool) -> None:
+    """Runs the session's protocol from ``state``. A lost peer, and a stop on a worker
+    other than the chief, raise naming ``resume_dir``: the folder to resume from."""
+    try:
+        if session.general:
+            protocols.train_general_stream(session, state)
+        else:
+            protocols.train_task_sequence(session, state)
+    except _PEER_FAILURES as error:
+        if not multi_worker:
+            raise
+        raise WorkerLost(error, resume_dir) from None
+    except Interrupted as stopped:
+        if chief:
+            raise
+        raise Interrupted(stopped.signum, stopped.step, resume_dir) from None
+
+
+def _export(model: CLSER, config: RunConfig, benchmark: Benchmark) -> None:
+    """Exports the serving model to ``config.export_dir`` (a failed write is one line)."""
+    try:
+        model.export_stable(config.export_dir, tflite=config.export_tflite,
+                            class_names=benchmark.class_names)
+    except (OSError, tf.errors.OpError) as error:
+        raise WriteFailed(config.export_dir, error) from None
 
 
 def _drop_orphaned_logs(config: RunConfig, state: RunState) -> None:

@@ -10,13 +10,10 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from clser_tf.figures import accuracy_matrix_figure, plt
+from clser_tf.figures import accuracy_matrix_figure, plt, style_accuracy_axes
+from clser_tf.results import setting_name
 
 Runs = Mapping[str, Mapping[int, Mapping[str, Any]]]  # variant -> seed -> results.json
-
-
-def _label(setting: str) -> str:
-    return {"accuracy": "accuracy"}.get(setting, setting.replace("_il", "-IL"))
 
 
 def _curves(results: Mapping[str, Any], setting: str) -> tuple[list[int], list[float]]:
@@ -47,12 +44,9 @@ def per_task_figure(runs: Runs, settings: list[str], title: str) -> plt.Figure:
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         if not stream:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("global step" if stream else "after task")
-        ax.set_ylabel("accuracy (%)" if stream else "mean accuracy over seen tasks (%)")
-        ax.set_title(_label(setting), fontsize=9)
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        style_accuracy_axes(ax, "global step" if stream else "after task",
+                            "accuracy (%)" if stream else "mean accuracy over seen tasks (%)",
+                            setting_name(setting))
     fig.suptitle(title)
     return fig
 
@@ -72,7 +66,7 @@ def final_bars_figure(summary: Mapping[str, Any], title: str) -> plt.Figure:
         bars = ax.bar(list(variants), means, yerr=errors, capsize=4,
                       color=plt.cm.tab10(np.arange(len(variants)) % 10))
         ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], fontsize=7, padding=2)
-        ax.set_ylabel(f"final {_label(setting)} (%)")
+        ax.set_ylabel(f"final {setting_name(setting)} (%)")
         ax.set_ylim(0, 105)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.grid(alpha=0.3, axis="y")

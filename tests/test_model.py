@@ -8,8 +8,10 @@ import pytest
 import tensorflow as tf
 
 import clser_tf
-from clser_tf.model import (CLSER, PLASTIC_STREAM, REPLAY_STREAM, RESERVOIR_STREAM,
-                            STABLE_STREAM, ema_alpha, stream_seed)
+from clser_tf.draws import (PLASTIC_STREAM, REPLAY_STREAM, RESERVOIR_STREAM, STABLE_STREAM,
+                            stream_seed)
+from clser_tf.memories import ema_alpha
+from clser_tf.model import CLSER
 
 NUM_CLASSES = 3
 LR = 0.1
