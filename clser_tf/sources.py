@@ -297,7 +297,7 @@ def read_tinyimg_dir(path: str) -> ArrayDataset:
 _TFDS_CHUNK = 10_000
 
 
-def _tfds_split_to_numpy(split: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+def tfds_split_to_numpy(split: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Collects a supervised tfds split in chunks.
 
     ``tfds.load(batch_size=-1)`` is avoided on purpose: when the split size is unknown
@@ -313,6 +313,15 @@ def _tfds_split_to_numpy(split: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray
     return images, np.concatenate([y for _, y in chunks]).astype(np.int64)
 
 
+def tfds_failure(name: str, data_dir: str | None, err: BaseException) -> DatasetError:
+    """The one-line error for tensorflow-datasets failing to get ``name`` (offline, most often)."""
+    return DatasetError(
+        f"tensorflow-datasets could not load {name!r} (data_dir={data_dir!r}): "
+        f"{type(err).__name__}: {first_line(err)}. tfds downloads {name!r} on first use, "
+        f"which needs internet; offline, pass a data_dir where it was already prepared "
+        f"(`tfds build {name} --data_dir=DIR` on a connected machine).")
+
+
 def load_tfds(name: str, data_dir: str | None = None) -> ArrayDataset:
     """Loads the train and test splits of tensorflow-datasets ``name`` as numpy arrays.
 
@@ -321,11 +330,7 @@ def load_tfds(name: str, data_dir: str | None = None) -> ArrayDataset:
     try:
         splits = tfds.load(name, split=["train", "test"], as_supervised=True,
                            data_dir=data_dir)
-        (x_train, y_train), (x_test, y_test) = map(_tfds_split_to_numpy, splits)
+        (x_train, y_train), (x_test, y_test) = map(tfds_split_to_numpy, splits)
     except Exception as err:  # tfds fails in many ways offline (network, import, not found)
-        raise DatasetError(
-            f"tensorflow-datasets could not load {name!r} (data_dir={data_dir!r}): "
-            f"{type(err).__name__}: {first_line(err)}. tfds downloads {name!r} on first use, "
-            f"which needs internet; offline, pass a data_dir where it was already prepared "
-            f"(`tfds build {name} --data_dir=DIR` on a connected machine).") from err
+        raise tfds_failure(name, data_dir, err) from err
     return ArrayDataset(x_train, y_train, x_test, y_test)
