@@ -13,12 +13,15 @@ import tensorflow as tf
 
 def random_crop_flip(images: tf.Tensor, seed: tf.Tensor, padding: int = 4,
                      flip: bool = True) -> tf.Tensor:
-    """Randomly crops each image of a ``[B, H, W, C]`` batch after zero padding, then flips.
+    """Randomly crops each image of a ``[B, H, W, C]`` (or ``[B, H, W]``) batch after zero
+    padding, then flips.
 
     Matches torchvision's ``RandomCrop(H, padding)`` followed by ``RandomHorizontalFlip()``:
     each sample gets its own offset in ``[0, 2 * padding]`` on each axis and a flip with
     probability 0.5.
     """
+    if images.shape.rank == 3:  # single-channel images stored as [B, H, W]
+        return random_crop_flip(images[..., None], seed, padding, flip)[..., 0]
     seed = tf.cast(seed, tf.int64)
     batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]

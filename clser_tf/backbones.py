@@ -1,4 +1,5 @@
-"""The backbones of SPEC.md: the MNIST-family MLP and the CIFAR ResNet-18.
+"""The backbones of SPEC.md (the MNIST-family MLP and the CIFAR ResNet-18) and your own,
+named ``MODULE:FUNCTION``.
 
 Each takes the benchmark's raw input (uint8 pixels by default) and does its own
 test-time preprocessing (scaling, normalisation), so the replay buffer stores raw
@@ -7,8 +8,10 @@ samples and an exported model serves raw images.
 
 from __future__ import annotations
 
+import importlib
 import math
-from typing import Sequence
+import re
+from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -95,7 +98,7 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
              mean: Sequence[float] | None = (0.4914, 0.4822, 0.4465),
              std: Sequence[float] | None = (0.2470, 0.2435, 0.2615),
              input_dtype: str = "uint8", base_filters: int = 64,
-             sync_batch_norm: bool = False) -> keras.Model:
+             sync_batch_norm: bool = False, scale: float = 1.0 / 255.0) -> keras.Model:
     """CIFAR ResNet-18 as the reference's backbone/ResNet18.py builds it: 3x3 stride-1
     stem, no max-pool, BasicBlocks [2, 2, 2, 2], GAP, linear.
 
@@ -104,7 +107,8 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
     U(+-1/sqrt(fan_in)), BatchNorm has PyTorch's momentum 0.1, eps 1e-5 and unbiased
     running variance (:class:`TorchBatchNorm`).
 
-    Raw pixels are scaled to [0, 1] and normalised by ``mean``/``std`` inside the model;
+    Raw inputs are multiplied by ``scale`` (pixels to [0, 1]) and normalised by
+    ``mean``/``std`` inside the model;
     2-D (grayscale) inputs get a channel axis first.
     ``sync_batch_norm`` makes BatchNorm synchronise its batch statistics across replicas.
     """
@@ -113,7 +117,7 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
                               synchronized=sync_batch_norm, name=name)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="image")
-    x = layers.Rescaling(1.0 / 255.0)(inputs)
+    x = layers.Rescaling(scale)(inputs)
     if len(input_shape) == 2:
         x = layers.Reshape((*input_shape, 1))(x)
     if mean is not None and std is not None:
@@ -130,3 +134,45 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
     outputs = layers.Dense(num_classes, kernel_initializer=head_init,
                            bias_initializer=head_init, name="classifier")(x)
     return keras.Model(inputs, outputs, name="resnet18")
+
+
+BUILT_IN = ("mlp", "resnet18")
+_CUSTOM = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def custom_function(spec: str) -> Callable[..., keras.Model]:
+    """The function ``FUNCTION`` of ``MODULE:FUNCTION`` (imported from the Python path);
+    ``ValueError`` naming the spec unless it imports and is callable."""
+    if not _CUSTOM.match(spec):
+        raise ValueError(f"--backbone={spec!r} is invalid: it must be one of "
+                         f"{', '.join(BUILT_IN)} or MODULE:FUNCTION.")
+    module_name, function_name = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # any failure of the user's module is a bad --backbone
+        raise ValueError(f"--backbone={spec!r} is invalid: module {module_name!r} cannot be "
+                         f"imported ({type(error).__name__}: {error}).") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f"--backbone={spec!r} is invalid: {module_name} has no function "
+                         f"{function_name!r}.")
+    return function
+
+
+def custom(spec: str, input_shape: Sequence[int], num_classes: int) -> keras.Model:
+    """``FUNCTION(input_shape, num_classes)`` of ``MODULE:FUNCTION``, checked: a built
+    Keras model from raw inputs of ``input_shape`` to ``num_classes`` logits."""
+    model = custom_function(spec)(tuple(input_shape), num_classes)
+    if not isinstance(model, keras.Model) or not model.built or len(model.inputs or []) != 1:
+        raise ValueError(f"--backbone={spec!r} is invalid: it returned {type(model).__name__}, "
+                         "not a built keras.Model with one input (start it with "
+                         "keras.Input(shape=input_shape)).")
+    inputs, outputs = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape
+    if inputs != tuple(input_shape):
+        raise ValueError(f"--backbone={spec!r} is invalid: its input shape is {inputs}, the "
+                         f"data's is {tuple(input_shape)}.")
+    if len(outputs) != 2 or outputs[-1] != num_classes:
+        raise ValueError(f"--backbone={spec!r} is invalid: its output shape is "
+                         f"{tuple(outputs)}; it must be (batch, {num_classes}), one logit per "
+                         "class.")
+    return model

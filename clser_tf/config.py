@@ -19,7 +19,7 @@ import math
 import os
 from typing import Any, Callable
 
-from clser_tf import benchmarks
+from clser_tf import backbones, benchmarks, splits, user_data
 from clser_tf.benchmarks import Setting
 from clser_tf.distribution import STRATEGIES
 from clser_tf.gcil import WEIGHT_DISTS
@@ -27,7 +27,7 @@ from clser_tf.variants import VARIANTS
 
 MODEL_NAMES = ("working", "plastic", "stable")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-BACKBONES = ("mlp", "resnet18")
+AUGMENTS = ("none", "crop_flip")
 
 
 def setting(default: Any, help: str, *, kind: str,
@@ -73,11 +73,25 @@ class CLSERConfig:
 class RunConfig:
     """Every setting of one run (``resolve`` validates it and fills in the paths)."""
 
-    benchmark: str = setting("seq-fmnist", "Benchmark to run.", kind="enum",
-                             choices=benchmarks.names)
+    benchmark: str = setting("seq-fmnist", "Benchmark to run: " + ", ".join(
+        benchmarks.names()) + " (tfds:NAME: any tensorflow-datasets image-classification "
+        "dataset, e.g. tfds:svhn_cropped; folder and arrays: your own data in --data_dir).",
+        kind="string")
     data_dir: str | None = setting(None, "Where the benchmark's files are (see README); "
                                    "unset: the default location or tensorflow-datasets.",
                                    kind="string")
+    num_tasks: int | None = setting(None, "Class-IL: split the classes, in --class_order, "
+                                    "into this many tasks of equal size (default: the "
+                                    "benchmark's; your own data: two classes per task).",
+                                    kind="integer")
+    class_order: str = setting("label", "Class-IL: the order the tasks take the classes in: "
+                               "label, or random (a permutation from --class_order_seed).",
+                               kind="enum", choices=splits.CLASS_ORDERS)
+    class_order_seed: int = setting(0, "Class-IL: seed of --class_order=random.",
+                                    kind="integer")
+    image_size: str | None = setting(None, "folder, tfds:NAME: resize every image to H,W "
+                                     "(needed when the images differ in size).",
+                                     kind="string")
     seed: int = setting(0, "Seed of the model's random draws and the data order.",
                         kind="integer")
     variant: str = setting("clser", "Method variant: " + "; ".join(
@@ -118,9 +132,13 @@ class RunConfig:
         60, "multi_worker: seconds a collective may wait for a peer, and a worker may stop "
         "sending heartbeats, before the others stop with an error (a worker was lost).",
         kind="integer", deciding=False)
-    backbone: str | None = setting(None, "Override the benchmark's backbone (default: MLP "
-                                   "for the MNIST family, ResNet-18 otherwise).", kind="enum",
-                                   choices=BACKBONES)
+    backbone: str | None = setting(None, "Override the benchmark's backbone: mlp, resnet18 "
+                                   "or MODULE:FUNCTION (FUNCTION(input_shape, num_classes) "
+                                   "returns a built Keras model from raw inputs to logits).",
+                                   kind="string")
+    augment: str | None = setting(None, "Override the benchmark's training augmentation: "
+                                  "none or crop_flip (random crop with 4-pixel padding and "
+                                  "horizontal flip).", kind="enum", choices=AUGMENTS)
     resnet_base_filters: int = setting(64, "Filters of the ResNet-18's first stage.",
                                        kind="integer")
     verbose: int = setting(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line.",
@@ -216,6 +234,37 @@ def _joint_benchmarks() -> tuple[str, ...]:
                  if declared.setting == Setting.CLASS_IL)
 
 
+def _check_benchmark(v: dict[str, Any], explicit: set[str]) -> None:
+    """The benchmark's name, the benchmark-specific settings it reads, its data folder,
+    class split and backbone (imported here, so a bad one fails before any work)."""
+    try:
+        declared = benchmarks.declaration(v["benchmark"])
+    except ValueError:
+        _require(False, "benchmark", v["benchmark"], "it must be one of " + ", ".join(
+            benchmarks.names()) + " (tfds:NAME: e.g. tfds:svhn_cropped)")
+    for field in setting_fields():  # those only some benchmarks read (their declarations')
+        readers = benchmarks.accepting(field.name)
+        _require(not readers or field.name not in explicit or field.name in declared.settings,
+                 field.name, v[field.name],
+                 f"only {', '.join(readers)} read it, not --benchmark={v['benchmark']}")
+    _require(declared.data_dir_layout is None or v["data_dir"] is not None, "data_dir", None,
+             f"--benchmark={v['benchmark']} reads {declared.data_dir_layout}: pass "
+             "--data_dir=DIR")
+    if v["num_tasks"] is not None and declared.num_classes is not None:
+        try:
+            splits.class_order(declared.num_classes, v["num_tasks"])
+        except ValueError:
+            _require(False, "num_tasks", v["num_tasks"],
+                     f"it must divide the {declared.num_classes} classes of "
+                     f"{v['benchmark']} into tasks of equal size")
+    _require(v["num_tasks"] is None or v["num_tasks"] >= 1, "num_tasks", v["num_tasks"],
+             "it must be >= 1")
+    if v["image_size"] is not None:
+        user_data.parse_image_size(v["image_size"])
+    if v["backbone"] is not None and v["backbone"] not in backbones.BUILT_IN:
+        backbones.custom_function(v["backbone"])
+
+
 def _require(ok: bool, flag: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ValueError(f"--{flag}={value!r} is invalid: {allowed}.")
@@ -236,11 +285,7 @@ def _check_writable_dir(flag: str, path: str) -> None:
 
 def _check_values(v: dict[str, Any], explicit: set[str]) -> None:
     """Raises ``ValueError`` (one line) on the first setting of ``v`` out of bounds."""
-    for field in setting_fields():  # those only some benchmarks read (their declarations')
-        readers = benchmarks.accepting(field.name)
-        _require(not readers or field.name not in explicit or v["benchmark"] in readers,
-                 field.name, v[field.name],
-                 f"only {', '.join(readers)} read it, not --benchmark={v['benchmark']}")
+    _check_benchmark(v, explicit)
     for field in setting_fields():
         choices = choices_of(field)
         if choices and v[field.name] is not None:
@@ -259,7 +304,7 @@ def _check_values(v: dict[str, Any], explicit: set[str]) -> None:
         _require(0 <= v[name] < 1, name, v[name], "it must be in [0, 1)")
     for name in ("stable_update_freq", "plastic_update_freq"):
         _require(0 <= v[name] <= 1, name, v[name], "it must be in [0, 1]")
-    for name in ("seed", "gcil_seed"):
+    for name in ("seed", "gcil_seed", "class_order_seed"):
         _require(0 <= v[name] < 2**31, name, v[name], "it must be in [0, 2**31)")
     _require(v["verbose"] in (0, 1, 2), "verbose", v["verbose"], "it must be 0, 1 or 2")
     for name in v["eval_models"]:
@@ -273,10 +318,11 @@ def _check_values(v: dict[str, Any], explicit: set[str]) -> None:
                  f"{', '.join(variant.models)}")
     if variant.joint:
         joint_benchmarks = _joint_benchmarks()
-        _require(v["benchmark"] in joint_benchmarks, "variant", variant.name,
+        _require(benchmarks.declaration(v["benchmark"]).setting == Setting.CLASS_IL,
+                 "variant", variant.name,
                  f"the joint task is built for {', '.join(joint_benchmarks)}, not "
                  f"--benchmark={v['benchmark']}")
-    if benchmarks.BENCHMARKS[v["benchmark"]].setting == Setting.GENERAL_CONTINUAL:
+    if benchmarks.declaration(v["benchmark"]).setting == Setting.GENERAL_CONTINUAL:
         _require(v["epochs"] == 1, "epochs", v["epochs"],
                  f"{v['benchmark']} is one pass over its stream: it must be 1")
         _require(v["eval_every_steps"] % v["steps_per_execution"] == 0, "eval_every_steps",
@@ -311,8 +357,9 @@ def resolve(config: RunConfig, explicit: set[str] | None = None) -> RunConfig:
              "it must be >= 1")
     run_name = v["benchmark"] + ("" if v["variant"] == "clser" else f"-{v['variant']}")
     for name in _RUN_NAME_SETTINGS:
-        if name in benchmarks.BENCHMARKS[v["benchmark"]].settings and v[name] is not None:
+        if name in benchmarks.declaration(v["benchmark"]).settings and v[name] is not None:
             run_name += f"-{v[name]}"
+    run_name = run_name.replace(":", "-").replace("/", "-")  # tfds:eurosat/rgb: one folder
     output_dir = v["output_dir"] or os.path.join(
         "runs", f"{run_name}-buf{v['buffer_size']}-seed{v['seed']}")
     _check_writable_dir("output_dir", output_dir)

@@ -1,6 +1,25 @@
-"""The console lines of a run: one per task and the final table."""
+"""The console lines of a run: its choices at the start, one per task and the final table."""
 
 from __future__ import annotations
+
+from typing import Any
+
+
+def benchmark_line(benchmark: Any, backbone: str, augment: bool) -> str:
+    """The run's choices in one line: data, tasks, class order, backbone, augmentation and
+    (your own data) the normalisation computed from it."""
+    shape = "x".join(map(str, benchmark.input_shape))
+    sizes = sorted({len(task.classes) for task in benchmark.tasks})
+    line = (f"{benchmark.name}: {benchmark.num_classes} classes of {shape} "
+            f"{benchmark.input_dtype} images, {len(benchmark.tasks)} "
+            f"{'class pools' if benchmark.setting == 'general-continual' else 'tasks'} "
+            f"({'/'.join(map(str, sizes))} classes each); backbone {backbone}, augmentation "
+            f"{'crop_flip' if augment else 'none'}")
+    if "class_order" in benchmark.details:
+        line += f", class order {benchmark.details['class_order']}"
+    if "mean" in benchmark.details:
+        line += f", mean {benchmark.details['mean']}, std {benchmark.details['std']}"
+    return line
 
 
 def summary_line(task: int, num_tasks: int, accs: dict, seconds: float) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from clser_tf import backbones, folders, protocols
+from clser_tf import backbones, data_defaults, folders, protocols, user_data
 from clser_tf.augment import RandomCropFlip
 from clser_tf.benchmarks import Benchmark, load_benchmark
 from clser_tf.callbacks import TrainSummaries
@@ -37,6 +37,7 @@ from clser_tf.distribution import is_chief
 from clser_tf.errors import CheckpointError, Interrupted, WorkerLost, WriteFailed
 from clser_tf.model import CLSER
 from clser_tf.preemption import ClusterStopRequest
+from clser_tf.reporting import benchmark_line
 from clser_tf.session import Session
 from clser_tf.signals import StopRequest
 from clser_tf.tensorboard_logs import drop_steps_after
@@ -47,23 +48,35 @@ _PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                   tf.errors.AbortedError, tf.errors.CancelledError)
 
 
+def model_choices(benchmark: Benchmark, config: RunConfig) -> tuple[str, bool]:
+    """The run's backbone (``mlp``, ``resnet18`` or ``MODULE:FUNCTION``) and whether it
+    augments with crop-and-flip: the benchmark's unless the config overrides them."""
+    augment = benchmark.augment if config.augment is None else config.augment == "crop_flip"
+    return config.backbone or benchmark.backbone, augment
+
+
 def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
     """The benchmark's backbone wrapped in a compiled ``CLSER`` with the run's settings
     (call it inside the strategy's scope)."""
     keras.mixed_precision.set_global_policy(config.mixed_precision)
-    if (config.backbone or benchmark.backbone) == "mlp":
-        backbone = backbones.mlp(benchmark.input_shape, benchmark.num_classes)
-    else:
+    choice, augment = model_choices(benchmark, config)
+    scale = data_defaults.input_scale(benchmark.input_dtype)
+    if choice == "mlp":
+        backbone = backbones.mlp(benchmark.input_shape, benchmark.num_classes,
+                                 input_dtype=benchmark.input_dtype, scale=scale)
+    elif choice == "resnet18":
         # Under several replicas BatchNorm takes its statistics over the global batch, as
         # on one device (per-replica statistics would train a different model).
         backbone = backbones.resnet18(
             benchmark.input_shape, benchmark.num_classes, benchmark.mean, benchmark.std,
-            base_filters=config.resnet_base_filters,
-            sync_batch_norm=tf.distribute.get_strategy().num_replicas_in_sync > 1)
+            input_dtype=benchmark.input_dtype, base_filters=config.resnet_base_filters,
+            sync_batch_norm=tf.distribute.get_strategy().num_replicas_in_sync > 1, scale=scale)
+    else:
+        backbone = backbones.custom(choice, benchmark.input_shape, benchmark.num_classes)
     model = CLSER(
         backbone, **dataclasses.asdict(config.clser),
-        replay_augment=RandomCropFlip() if benchmark.augment else None,
-        augment_current_batch=benchmark.augment, seed=config.seed)
+        replay_augment=RandomCropFlip() if augment else None,
+        augment_current_batch=augment, seed=config.seed)
     model.compile(optimizer=keras.optimizers.SGD(config.lr),
                   steps_per_execution=config.steps_per_execution)
     return model
@@ -135,9 +148,13 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
     states = ([] if config.restart
               else find_run_states(resume_dir or config.checkpoint_dir, config))
     keras.utils.set_random_seed(config.seed)
-    benchmark = load_benchmark(config.benchmark, config.data_dir, source=config.source,
-                               seed=config.seed, weight_dist=config.weight_dist,
-                               gcil_seed=config.gcil_seed)
+    benchmark = load_benchmark(
+        config.benchmark, config.data_dir, source=config.source, seed=config.seed,
+        weight_dist=config.weight_dist, gcil_seed=config.gcil_seed,
+        num_tasks=config.num_tasks, class_order=config.class_order,
+        class_order_seed=config.class_order_seed,
+        image_size=config.image_size and user_data.parse_image_size(config.image_size))
+    print(benchmark_line(benchmark, *model_choices(benchmark, config)), flush=True)
     with strategy.scope():
         model = build_model(benchmark, config)
         model.optimizer.build(model.trainable_variables)  # restorable; fit then skips it

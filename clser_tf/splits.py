@@ -44,6 +44,7 @@ class LoadOptions:
     seed: int = 0  # domain-IL: the draws of the permutations / angles
     weight_dist: str = "uniform"  # GCIL
     gcil_seed: int = 1993  # GCIL
+    class_order: tuple[int, ...] | None = None  # class-IL: the classes in task order
 
 
 Splitter = Callable[[str, sources.ArrayDataset, int, int, LoadOptions],
@@ -58,17 +59,43 @@ def _make_task(data: sources.ArrayDataset, classes: tuple[int, ...]) -> Task:
                 data.y_test[test])
 
 
+CLASS_ORDERS = ("label", "random")
+
+
+def class_order(num_classes: int, num_tasks: int, order: str = "label",
+                seed: int = 0) -> tuple[int, ...]:
+    """The classes in the order the class-IL tasks take them: label order, or (``random``)
+    a permutation drawn from ``seed`` (Mammoth's ``--permute_classes``). ``ValueError``
+    unless ``num_tasks`` divides ``num_classes`` and ``order`` is known."""
+    if order not in CLASS_ORDERS:
+        raise ValueError(f"class_order={order!r} is invalid: it must be one of "
+                         f"{', '.join(CLASS_ORDERS)}.")
+    if not 1 <= num_tasks <= num_classes or num_classes % num_tasks:
+        raise ValueError(f"num_tasks={num_tasks} is invalid: it must divide the "
+                         f"{num_classes} classes into tasks of equal size.")
+    if order == "label":
+        return tuple(range(num_classes))
+    return tuple(int(c) for c in np.random.default_rng(seed).permutation(num_classes))
+
+
+def default_num_tasks(num_classes: int) -> int:
+    """Tasks of two classes each (one class each when the number of classes is odd)."""
+    return num_classes // 2 if num_classes % 2 == 0 else num_classes
+
+
 def class_il(name: str, data: sources.ArrayDataset, num_classes: int, num_tasks: int,
              options: LoadOptions) -> tuple[tuple[Task, ...], dict]:
-    """Task ``k`` holds classes ``[k * c, (k + 1) * c)`` with ``c = num_classes / num_tasks``."""
+    """Task ``k`` holds classes ``order[k * c:(k + 1) * c]`` with ``c = num_classes /
+    num_tasks`` and ``order`` the run's class order (label order unless given)."""
+    order = options.class_order or class_order(num_classes, num_tasks)
     per_task = num_classes // num_tasks
-    tasks = tuple(_make_task(data, tuple(range(k * per_task, (k + 1) * per_task)))
+    tasks = tuple(_make_task(data, tuple(order[k * per_task:(k + 1) * per_task]))
                   for k in range(num_tasks))
     for k, task in enumerate(tasks):
         if not len(task.y_train):
             raise DatasetError(f"{name}: task {k} (classes {task.classes}) has no "
                                f"training samples in the loaded data.")
-    return tasks, {}
+    return tasks, ({} if options.class_order is None else {"class_order": list(order)})
 
 
 def domain_il(kind: str, name: str, data: sources.ArrayDataset, num_classes: int,
