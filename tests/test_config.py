@@ -54,7 +54,8 @@ def test_every_setting_says_whether_it_decides_a_resume():
 
 # A value other than the default of each benchmark-specific setting.
 _SPECIFIC = {"source": "fmnist", "weight_dist": "longtail", "gcil_seed": 7,
-             "eval_every_steps": 200, "curve_samples": 500}
+             "eval_every_steps": 200, "curve_samples": 500, "num_tasks": 2,
+             "class_order": "random", "class_order_seed": 3, "image_size": "8,8"}
 
 
 @pytest.mark.parametrize("name", list(benchmarks.BENCHMARKS))
@@ -62,7 +63,8 @@ def test_a_benchmark_accepts_exactly_the_settings_it_declares(name, tmp_path):
     assert {s for d in benchmarks.BENCHMARKS.values() for s in d.settings} == set(_SPECIFIC)
     declared = benchmarks.BENCHMARKS[name]
     for setting, value in _SPECIFIC.items():
-        run = RunConfig(benchmark=name, output_dir=str(tmp_path), **{setting: value})
+        run = RunConfig(benchmark=name, output_dir=str(tmp_path), data_dir=str(tmp_path),
+                        **{setting: value})
         if setting in declared.settings:
             assert getattr(resolve(run), setting) == value
             continue
