@@ -48,11 +48,13 @@ def check_matrix(matrix: Matrix, joint: bool = False) -> list[list[float]]:
     return [[float(value) for value in row] for row in matrix]
 
 
-def style_accuracy_axes(ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> None:
-    """The axes of an accuracy plot: labels, a 0-100 % range, a light grid, a legend."""
+def style_accuracy_axes(ax: plt.Axes, xlabel: str, ylabel: str, title: str,
+                        title_size: float | str = 9) -> None:
+    """The axes of an accuracy plot: labels, a 0-100 % range, a light grid, a legend
+    (``title_size``: small for a panel under a figure title)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=title_size)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -119,7 +121,8 @@ def accuracy_curve_figure(steps: Sequence[int], curves: Mapping[str, Sequence[fl
     fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     for model, accuracy in curves.items():
         ax.plot(steps, accuracy, label=model)
-    style_accuracy_axes(ax, "global step", "accuracy (%)", title)
+    style_accuracy_axes(ax, "global step", "accuracy (%)", title,
+                        title_size=plt.rcParams["axes.titlesize"])
     return fig
 
 
