@@ -41,12 +41,18 @@ class ContinualEvaluation(keras.callbacks.Callback):
     :meth:`plot` draws the accuracy matrices. A ``fit`` after the last task raises
     RuntimeError. Example::
 
-        bench = clser_tf.benchmarks.load_benchmark("seq-mnist")
+        import keras
+        import clser_tf
+        from clser_tf import backbones, benchmarks
+
+        bench = benchmarks.load_benchmark("seq-mnist")
+        model = clser_tf.CLSER(backbones.mlp(bench.input_shape, bench.num_classes))
+        model.compile(optimizer=keras.optimizers.SGD(0.03))
         evaluation = clser_tf.ContinualEvaluation(bench)
-        for task in bench.tasks:
+        for task in bench.tasks:  # one fit per task, in order
             model.fit(task.x_train, task.y_train, batch_size=32, epochs=1,
                       callbacks=[evaluation])
-        evaluation.results["models"]["stable"]["summary"]["class_il"]["final_mean"]
+        evaluation.results["models"]["stable"]["summary"]["class_il"]["forgetting"]
         evaluation.plot("accuracy_matrix.png")
 
     Args:
