@@ -7,7 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 from clser_tf import backbones, sources
 from clser_tf.augment import RandomCropFlip
 from clser_tf.buffer import ReservoirBuffer
+from clser_tf.callbacks import ContinualEvaluation
 from clser_tf.model import CLSER
 
-__all__ = ["CLSER", "RandomCropFlip", "ReservoirBuffer", "backbones", "sources"]
+__all__ = ["CLSER", "ContinualEvaluation", "RandomCropFlip", "ReservoirBuffer", "backbones",
+           "sources"]
 __version__ = "0.1.0"

@@ -1,18 +1,21 @@
 """The CLS-ER paper's evaluation protocol: class-IL / task-IL accuracies and summary metrics.
 
 :func:`evaluate_models` makes one pass over each test set, computing every model's logits in
-one compiled step per batch and accumulating the correct counts in-graph.
+one compiled step per batch and accumulating the correct counts in-graph;
+:func:`task_evaluator` is the evaluator of a task sequence's settings.
 :func:`summarize` turns an accuracy matrix into final mean accuracy, forgetting, backward
 transfer and forward transfer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from clser_tf.benchmarks import Benchmark, Setting
 
 
 def evaluate_models(models: Mapping[str, keras.Model], test_sets: Sequence[tf.data.Dataset],
@@ -77,6 +80,22 @@ class Evaluator:
                 for c, metric in enumerate(metrics):
                     results[name][metric].append(100.0 * float(correct[m, c]) / seen)
         return results
+
+
+def task_evaluator(models: Mapping[str, keras.Model], benchmark: Benchmark) -> Callable[
+        [Sequence[tf.data.Dataset], Sequence[Sequence[int]] | None],
+        dict[str, dict[str, list[float]]]]:
+    """The :class:`Evaluator` of a task sequence's ``models``: class-IL, and task-IL where
+    ``benchmark.task_il``; a domain-IL benchmark's accuracy is reported as ``domain_il``.
+
+    The runner and :class:`clser_tf.ContinualEvaluation` both evaluate through it.
+    """
+    evaluate = Evaluator(models, task_il=benchmark.task_il)
+    if benchmark.setting != Setting.DOMAIN_IL:
+        return evaluate
+    return lambda test_sets, classes: {
+        name: {"domain_il": accs["class_il"]}
+        for name, accs in evaluate(test_sets, classes).items()}
 
 
 class _CorrectCounter:

@@ -133,19 +133,28 @@ def figure_png(fig: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
+def save_figure(fig: plt.Figure, path: str) -> bytes:
+    """Writes ``fig`` as a PNG file at ``path`` (creating its folder), closes it and returns
+    the PNG bytes; a failed write is :class:`~clser_tf.errors.WriteFailed`."""
+    png = figure_png(fig)
+    plt.close(fig)
+    try:
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(png)
+    except OSError as error:
+        raise WriteFailed(path, error) from None
+    return png
+
+
 def save_figures(figures: Mapping[str, plt.Figure], output_dir: str,
                  writer: tf.summary.SummaryWriter | None, step: int) -> None:
     """Writes each figure as ``<output_dir>/<name>.png`` and, with a ``writer``, as a
     TensorBoard image ``figures/<name>`` at ``step``; closes them."""
     for name, fig in figures.items():
-        png = figure_png(fig)
-        plt.close(fig)
-        path = os.path.join(output_dir, f"{name}.png")
-        try:
-            with open(path, "wb") as f:
-                f.write(png)
-        except OSError as error:
-            raise WriteFailed(path, error) from None
+        png = save_figure(fig, os.path.join(output_dir, f"{name}.png"))
         if writer is not None:
             with writer.as_default(step=step):
                 tf.summary.image(f"figures/{name}", tf.io.decode_png(png, channels=4)[None])

@@ -4,37 +4,24 @@ SPEC's protocol, and one general-continual stream (mnist-360) with an accuracy c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from clser_tf.benchmarks import Benchmark, Setting, Task
+from clser_tf.benchmarks import Task
 from clser_tf.checkpoint import RunState
 from clser_tf.config import RunConfig
 from clser_tf.curve import AccuracyCurve
-from clser_tf.evaluation import Evaluator
+from clser_tf.evaluation import Evaluator, task_evaluator
 from clser_tf.joint import joint_task
 from clser_tf.figures import (accuracy_curve_figure, accuracy_matrix_figure,
                               accuracy_per_task_figure, save_figures)
 from clser_tf.reporting import final_table, stream_table, summary_line
-from clser_tf.results import StreamModelResults, StreamResults, TaskSequenceResults
+from clser_tf.results import (StreamModelResults, StreamResults, TaskSequenceResults,
+                              benchmark_record)
 from clser_tf.session import Session
 from clser_tf.streams import general_stream, held_out_slice, test_stream, train_stream
-
-def _task_evaluator(session: Session) -> Callable:
-    """The evaluator of a task sequence, reporting domain-IL accuracy as ``domain_il``."""
-    evaluate = Evaluator(session.eval_models, task_il=session.benchmark.task_il)
-    if session.benchmark.setting != Setting.DOMAIN_IL:
-        return evaluate
-    return lambda test_sets, classes: {
-        name: {"domain_il": accs["class_il"]}
-        for name, accs in evaluate(test_sets, classes).items()}
-
-
-def benchmark_record(benchmark: Benchmark) -> dict:
-    """What results.json says of the benchmark: its name, setting and draws."""
-    return {"name": benchmark.name, "setting": benchmark.setting, **benchmark.details}
+from clser_tf.tensorboard_logs import write_task_summaries
 
 
 def train_task_sequence(session: Session, state: RunState | None) -> None:
@@ -52,7 +39,7 @@ def train_task_sequence(session: Session, state: RunState | None) -> None:
         return task_classes[first:last] if benchmark.task_il else None
 
     test_sets = [test_stream(task, config.eval_batch_size) for task in tasks]
-    evaluate = _task_evaluator(session)
+    evaluate = task_evaluator(session.eval_models, benchmark)
     if state is None:
         results = TaskSequenceResults.start(
             config.flat(), benchmark_record(benchmark), task_classes,
@@ -73,7 +60,7 @@ def train_task_sequence(session: Session, state: RunState | None) -> None:
         accs = evaluate(test_sets[:seen(t)], classes(0, seen(t)))
         results.add_task(accs, trained - session.position.tick, time.perf_counter() - trained)
         if session.eval_writer is not None:
-            _write_task_summaries(session.eval_writer, t, accs)
+            write_task_summaries(session.eval_writer, t, accs)
         print(summary_line(t, len(train_tasks), accs,
                            time.perf_counter() - session.position.tick), flush=True)
         session.save()
@@ -87,16 +74,6 @@ def train_task_sequence(session: Session, state: RunState | None) -> None:
 def _task_steps(config: RunConfig, task: Task) -> int:
     """The training steps of ``task``: every epoch's full batches."""
     return len(task.y_train) // config.batch_size * config.epochs
-
-
-def _write_task_summaries(eval_writer: tf.summary.SummaryWriter, t: int, accs: dict) -> None:
-    """Accuracy per task and model, and their mean, after task ``t`` to TensorBoard."""
-    with eval_writer.as_default(step=t + 1):
-        for name, per_setting in accs.items():
-            for s, values in per_setting.items():
-                for j, acc in enumerate(values):
-                    tf.summary.scalar(f"{name}/{s}/task_{j + 1}", acc)
-                tf.summary.scalar(f"{name}/{s}/mean", sum(values) / (t + 1))
 
 
 def _finish_task_sequence(session: Session) -> None:

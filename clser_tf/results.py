@@ -25,6 +25,12 @@ def setting_name(setting: str) -> str:
     return setting.replace("_il", "-IL")
 
 
+def benchmark_record(benchmark) -> dict[str, Any]:
+    """What results.json says of a :class:`~clser_tf.benchmarks.Benchmark`: its name,
+    setting and draws."""
+    return {"name": benchmark.name, "setting": benchmark.setting, **benchmark.details}
+
+
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 

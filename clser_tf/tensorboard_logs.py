@@ -1,5 +1,7 @@
-"""TensorBoard logs across a resume: the steps a killed run logged after its last checkpoint
-are dropped, so that the resumed run's logs hold each step once.
+"""TensorBoard logs: a task sequence's accuracies after each task
+(:func:`write_task_summaries`, for the runner and :class:`clser_tf.ContinualEvaluation`),
+and the logs across a resume: the steps a killed run logged after its last checkpoint are
+dropped, so that the resumed run's logs hold each step once.
 
 TensorBoard purges "orphaned" steps only for event files with a ``SessionLog.START``,
 which TF 2 summary writers do not write; here the event files (TFRecords of ``Event``
@@ -12,6 +14,19 @@ import glob
 import os
 
 import tensorflow as tf
+
+
+def write_task_summaries(writer: tf.summary.SummaryWriter, t: int, accs: dict) -> None:
+    """Each model's accuracy per setting on every task evaluated after task ``t``, and their
+    mean, to TensorBoard at step ``t + 1``: ``<model>/<setting>/task_<j>`` and
+    ``<model>/<setting>/mean`` (``accs`` as an :class:`~clser_tf.evaluation.Evaluator`
+    returns them)."""
+    with writer.as_default(step=t + 1):
+        for name, per_setting in accs.items():
+            for s, values in per_setting.items():
+                for j, acc in enumerate(values):
+                    tf.summary.scalar(f"{name}/{s}/task_{j + 1}", acc)
+                tf.summary.scalar(f"{name}/{s}/mean", sum(values) / len(values))
 
 
 def drop_steps_after(log_dir: str, step: int) -> int:
