@@ -424,6 +424,14 @@ BAD_INPUTS = [
     ("cifar_malformed", lambda ctx: ["--restart", "--benchmark=seq-cifar10", "--backbone=mlp",
                                      f"--data_dir={_bad_cifar(ctx['tmp'])}"],
      DatasetError, r"'.*test_batch' is not a CIFAR batch"),
+    ("folder_corrupt_image", lambda ctx: ["--restart", "--benchmark=folder",
+                                          f"--data_dir={_corrupt_folder(ctx['tmp'])}"],
+     DatasetError, r"cannot read image '.*train/b/2\.jpg'"),
+    ("arrays_without_y", lambda ctx: ["--restart", "--benchmark=arrays",
+                                      f"--data_dir={_npz_without_y(ctx['tmp'])}"],
+     DatasetError, r"'.*train\.npz' has no array y"),
+    ("backbone_unimportable", ["--restart", "--backbone=missing_module:f"], ValueError,
+     r"module 'missing_module' cannot be imported"),
     ("other_settings", ["--lr=0.2"], CheckpointError,
      r"the checkpoint in '.*' is of a run with other settings: --lr=0.05 \(now 0.2\)"),
     ("checkpoint_data_truncated", _damaged(lambda d, newest: _truncate(
@@ -453,6 +461,24 @@ if os.geteuid() != 0:  # root reads and writes anything
         ("output_dir_not_writable", lambda ctx: [f"--output_dir={_read_only(ctx['tmp'])}/run"],
          ValueError, r"--output_dir='.*/run' is invalid: '.*' is not writable"),
     ]
+
+
+def _corrupt_folder(tmp):
+    """An image folder (classes a, b) whose train/b/2.jpg is not an image."""
+    for name in ("train/a/1.png", "train/b/1.png", "test/a/1.png", "test/b/1.png"):
+        path = tmp / "folder" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)).numpy())
+    (tmp / "folder" / "train" / "b" / "2.jpg").write_bytes(b"not a jpeg at all")
+    return tmp / "folder"
+
+
+def _npz_without_y(tmp):
+    directory = tmp / "arrays"
+    directory.mkdir()
+    for split in ("train", "test"):
+        np.savez(directory / f"{split}.npz", x=np.zeros((4, 8, 8), np.uint8))
+    return directory
 
 
 def _unreadable(tmp):
