@@ -76,3 +76,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def peer_tasks(strategy: tf.distribute.Strategy) -> list[str]:
+    """Every other task of this process's cluster, as ``/job:<type>/replica:0/task:<i>``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return []
+    return [f"/job:{job}/replica:0/task:{index}"
+            for job, tasks in resolver.cluster_spec().as_dict().items()
+            for index in (range(len(tasks)) if isinstance(tasks, list) else sorted(tasks))
+            if (job, index) != (resolver.task_type, resolver.task_id)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Sequence
 
 
 class DatasetError(ValueError):
@@ -40,15 +41,29 @@ class WriteFailed(OSError):
             "resume.")
 
 
+_TASK = r"/job:\w+/replica:\d+/task:\d+"  # a task's device prefix in an error
+
+
 class WorkerLost(RuntimeError):
     """Under multi-worker training another worker stopped answering (it died or its
-    machine did); every worker stops, and running them all again resumes."""
+    machine did); every worker stops, and running them all again resumes.
 
-    def __init__(self, error: BaseException, checkpoint_dir: str):
-        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error).split(
-            "unhealthy", 1)[-1]))) if "unhealthy" in str(error) else []
-        what = (f"{', '.join(tasks)} stopped sending heartbeats" if tasks
-                else f"{type(error).__name__}: {first_line(error)}")
+    The lost worker is named from the coordination service's heartbeat report when the
+    error carries one; else from the peers (``peers``: every other task of the cluster)
+    that the error names, or the only peer; else the error's own first line.
+    """
+
+    def __init__(self, error: BaseException, checkpoint_dir: str, peers: Sequence[str] = ()):
+        text = str(error)
+        tasks = sorted(set(re.findall(_TASK, text.split("unhealthy", 1)[-1]))) if (
+            "unhealthy" in text) else []
+        named = sorted(set(re.findall(_TASK, text)) & set(peers))
+        if tasks:
+            what = f"{', '.join(tasks)} stopped sending heartbeats"
+        elif named or len(peers) == 1:
+            what = f"{', '.join(named or peers)} stopped answering"
+        else:
+            what = f"{type(error).__name__}: {first_line(error)}"
         super().__init__(
             f"a worker was lost ({what}); "
             f"the newest checkpoint is in {checkpoint_dir!r}: start every worker again with "

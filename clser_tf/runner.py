@@ -33,7 +33,7 @@ from clser_tf.callbacks import TrainSummaries
 from clser_tf.checkpoint import (Checkpointer, RunState, find_run_states,
                                  remove_checkpoints)
 from clser_tf.config import RunConfig
-from clser_tf.distribution import is_chief
+from clser_tf.distribution import is_chief, peer_tasks
 from clser_tf.errors import CheckpointError, Interrupted, WorkerLost, WriteFailed
 from clser_tf.model import CLSER
 from clser_tf.preemption import ClusterStopRequest
@@ -182,8 +182,8 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
                           run_tick=start - (state.extra["elapsed_s"] if state else 0.0))
         if state is not None:
             print(_resume_line(state, session.num_tasks, session.general), flush=True)
-        _train(session, state, multi_worker, resume_dir or config.checkpoint_dir,
-               chief=resume_dir is None)
+        _train(session, state, peer_tasks(strategy) if multi_worker else None,
+               resume_dir or config.checkpoint_dir, chief=resume_dir is None)
     for writer in (train_writer, eval_writer):
         if writer is not None:
             writer.flush()
@@ -196,19 +196,20 @@ def _experiment(config: RunConfig, strategy: tf.distribute.Strategy,
     return session.results.to_json()
 
 
-def _train(session: Session, state: RunState | None, multi_worker: bool, resume_dir: str,
-           chief: bool) -> None:
-    """Runs the session's protocol from ``state``. A lost peer, and a stop on a worker
-    other than the chief, raise naming ``resume_dir``: the folder to resume from."""
+def _train(session: Session, state: RunState | None, peers: list[str] | None,
+           resume_dir: str, chief: bool) -> None:
+    """Runs the session's protocol from ``state``. Under multi-worker training (``peers``:
+    the cluster's other tasks) a lost peer, and a stop on a worker other than the chief,
+    raise naming ``resume_dir``: the folder to resume from."""
     try:
         if session.general:
             protocols.train_general_stream(session, state)
         else:
             protocols.train_task_sequence(session, state)
     except _PEER_FAILURES as error:
-        if not multi_worker:
+        if peers is None:
             raise
-        raise WorkerLost(error, resume_dir) from None
+        raise WorkerLost(error, resume_dir, peers) from None
     except Interrupted as stopped:
         if chief:
             raise

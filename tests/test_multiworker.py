@@ -16,6 +16,8 @@ import tensorflow as tf
 
 import helpers
 from clser_tf.checkpoint import read_run_state
+from clser_tf.distribution import peer_tasks
+from clser_tf.errors import WorkerLost
 from helpers import (ROOT, TIMEOUT_S, comparable_results, free_port, random_dataset,
                      write_cifar_dir, write_idx_dir)
 
@@ -136,8 +138,11 @@ def test_a_killed_worker_stops_the_others_with_one_line_and_both_resume(tmp_path
                 proc.communicate()
     ours = [line for line in err.splitlines() if line.startswith("clser_tf")]
     assert procs[0].returncode == 1 and len(ours) == 1, err[-3000:]
-    assert ours[0].startswith("clser_tf: error: a worker was lost (/job:worker/replica:0/"
-                              "task:1 stopped sending heartbeats); the newest checkpoint is in")
+    # The survivor learns of the loss from the heartbeats or, when it was in a collective
+    # with the killed worker, from the collective: either way the lost worker is named.
+    assert re.match(r"clser_tf: error: a worker was lost \(/job:worker/replica:0/task:1 "
+                    r"stopped (sending heartbeats|answering)\); the newest checkpoint is in",
+                    ours[0]), ours[0]
     assert waited < 20 + 40, waited
     state = tf.train.latest_checkpoint(str(tmp_path / "part" / "checkpoints"))
     assert state is not None and tf.train.load_checkpoint(state)  # intact
@@ -211,3 +216,36 @@ def test_three_workers_equal_one_device(tmp_path):
         for setting in ("class_il", "task_il"):
             np.testing.assert_allclose(chief["models"][name]["matrix"][setting][-1],
                                        single["models"][name]["matrix"][setting][-1], atol=1e-9)
+
+
+@pytest.mark.parametrize("message, peers, named", [
+    ("UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):\n"
+     "/job:worker/replica:0/task:1\nThe tasks have crashed.",
+     ["/job:worker/replica:0/task:1"], "/job:worker/replica:0/task:1 stopped sending heartbeats"),
+    ("Collective ops is aborted by: failed to connect to /job:worker/replica:0/task:2",
+     ["/job:worker/replica:0/task:1", "/job:worker/replica:0/task:2"],
+     "/job:worker/replica:0/task:2 stopped answering"),
+    ("{{function_node __wrapped__CollectiveReduceV2}} Socket closed",
+     ["/job:worker/replica:0/task:1"], "/job:worker/replica:0/task:1 stopped answering"),
+    ("{{function_node __wrapped__CollectiveReduceV2}} Socket closed\nmore",
+     ["/job:worker/replica:0/task:1", "/job:worker/replica:0/task:2"],
+     "UnavailableError: {{function_node __wrapped__CollectiveReduceV2}} Socket closed"),
+])
+def test_the_lost_worker_is_named_from_heartbeats_the_error_or_the_only_peer(message, peers,
+                                                                          named):
+    error = tf.errors.UnavailableError(None, None, message)
+    lost = str(WorkerLost(error, "/ckpt", peers))
+    assert lost.startswith(f"a worker was lost ({named}); the newest checkpoint is in '/ckpt'")
+
+
+def test_peer_tasks_are_every_other_task_of_the_cluster():
+    spec = tf.train.ClusterSpec({"chief": ["a:1"], "worker": ["b:1", "c:1"]})
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        spec, task_type="worker", task_id=0)
+
+    class Strategy:  # what peer_tasks reads of a MultiWorkerMirroredStrategy
+        cluster_resolver = resolver
+
+    assert peer_tasks(Strategy()) == ["/job:chief/replica:0/task:0",
+                                      "/job:worker/replica:0/task:1"]
+    assert peer_tasks(tf.distribute.get_strategy()) == []
