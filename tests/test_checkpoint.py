@@ -514,11 +514,17 @@ def test_every_bad_input_is_one_line_and_leaves_previous_files_alone(reference, 
         assert snapshot(*ctx["watch"]) == watched, case
 
 
+def _own_output_dir(extra):
+    """``extra`` with an output folder of the case's own: the cases run at once, and only
+    one of them may hold the previous run's folder (a second is refused as in use)."""
+    return lambda ctx: _extra_flags(extra, ctx) + [f"--output_dir={ctx['tmp'] / 'run'}"]
+
+
 SUBPROCESS_CASES = [  # exit code 1 and one `clser_tf: error:` line, from the command line
     ("lr_zero", ["--lr=0"], r"--lr=0.0 is invalid"),
     ("benchmark", ["--benchmark=seq-kmnist"], r"--benchmark='seq-kmnist' is invalid: it must be"),
-    ("checkpoint_data_truncated", _damaged(lambda d, newest: _truncate(
-        newest + ".data-00000-of-00001"), every=True), r"cannot be restored into this model"),
+    ("checkpoint_data_truncated", _own_output_dir(_damaged(lambda d, newest: _truncate(
+        newest + ".data-00000-of-00001"), every=True)), r"cannot be restored into this model"),
     ("labels_out_of_range",
      lambda ctx: ["--restart", f"--data_dir={_labels_out_of_range(ctx['tmp'])}"],
      r"train label 12 is outside \[0, 10\)"),
