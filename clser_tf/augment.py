@@ -22,20 +22,27 @@ def random_crop_flip(images: tf.Tensor, seed: tf.Tensor, padding: int = 4,
     """
     if images.shape.rank == 3:  # single-channel images stored as [B, H, W]
         return random_crop_flip(images[..., None], seed, padding, flip)[..., 0]
-    seed = tf.cast(seed, tf.int64)
-    batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
-    offsets = tf.random.stateless_uniform(
-        [batch, 2], seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
+    offsets, flip_draws = crop_flip_draws(tf.shape(images)[0], seed, padding)
     padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
     rows = offsets[:, :1] + tf.range(height)[None, :]
     cols = offsets[:, 1:] + tf.range(width)[None, :]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)
     out = tf.gather(out, cols, axis=2, batch_dims=1)
     if flip:
-        flips = tf.random.stateless_uniform([batch], seed + [0, 1]) < 0.5
-        out = tf.where(flips[:, None, None, None], tf.reverse(out, axis=[2]), out)
+        out = tf.where(flip_draws[:, None, None, None] < 0.5, tf.reverse(out, axis=[2]), out)
     return out
+
+
+def crop_flip_draws(batch: int | tf.Tensor, seed: tf.Tensor,
+                    padding: int = 4) -> tuple[tf.Tensor, tf.Tensor]:
+    """The random draws of :func:`random_crop_flip` for ``batch`` images: each image's
+    (row, column) crop offset in ``[0, 2 * padding]`` (``[batch, 2]`` int32) and its flip
+    draw in [0, 1) (``[batch]`` float32; flipped when < 0.5)."""
+    seed = tf.cast(seed, tf.int64)
+    offsets = tf.random.stateless_uniform(
+        [batch, 2], seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
+    return offsets, tf.random.stateless_uniform([batch], seed + [0, 1])
 
 
 @keras.saving.register_keras_serializable(package="clser_tf")

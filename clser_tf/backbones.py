@@ -3,7 +3,10 @@ named ``MODULE:FUNCTION``.
 
 Each takes the benchmark's raw input (uint8 pixels by default) and does its own
 test-time preprocessing (scaling, normalisation), so the replay buffer stores raw
-samples and an exported model serves raw images.
+samples and an exported model serves raw images. The preprocessing constants are exact in
+a float64 model (the lock-step check's): Keras casts a Python float to a layer's dtype
+through float32, so the scale is a float64 NumPy value and the normalisation is
+:class:`Standardize`; in float32 both compute what Keras's own layers compute, bit for bit.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from typing import Callable, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -57,6 +61,35 @@ class TorchBatchNorm(layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable(package="clser_tf")
+class Standardize(layers.Layer):
+    """``(x - mean) / sqrt(std**2)`` per channel (last axis): Keras's ``Normalization``
+    with a given mean and variance, except that the constants are exact in a float64 model
+    (Keras's takes them through float32, also after a ``clone_model``); in other dtypes it
+    computes the same bit for bit."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def _constant(self, values: np.ndarray):
+        wide = "float64" if self.compute_dtype == "float64" else "float32"
+        return ops.cast(ops.convert_to_tensor(values, dtype=wide), self.compute_dtype)
+
+    def call(self, inputs):
+        mean = self._constant(np.asarray(self.mean, np.float64))
+        variance = self._constant(np.square(np.asarray(self.std, np.float64)))
+        return ops.divide(ops.subtract(ops.cast(inputs, self.compute_dtype), mean),
+                          ops.maximum(ops.sqrt(variance), keras.config.epsilon()))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": list(self.mean), "std": list(self.std)}
+
+
 def mlp(input_shape: Sequence[int] = (28, 28), num_classes: int = 10,
         input_dtype: str = "uint8", scale: float = 1.0 / 255.0,
         hidden_units: int = 100) -> keras.Model:
@@ -65,7 +98,7 @@ def mlp(input_shape: Sequence[int] = (28, 28), num_classes: int = 10,
     Inputs are multiplied by ``scale`` (pixels to [0, 1]) and flattened first.
     """
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="image")
-    x = layers.Rescaling(scale)(inputs)
+    x = layers.Rescaling(np.float64(scale))(inputs)
     x = layers.Flatten()(x)
     for i in range(2):
         x = layers.Dense(hidden_units, activation="relu", name=f"fc{i + 1}")(x)
@@ -117,11 +150,11 @@ def resnet18(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
                               synchronized=sync_batch_norm, name=name)
 
     inputs = keras.Input(shape=tuple(input_shape), dtype=input_dtype, name="image")
-    x = layers.Rescaling(scale)(inputs)
+    x = layers.Rescaling(np.float64(scale))(inputs)
     if len(input_shape) == 2:
         x = layers.Reshape((*input_shape, 1))(x)
     if mean is not None and std is not None:
-        x = layers.Normalization(mean=list(mean), variance=[s * s for s in std])(x)
+        x = Standardize(mean, std, name="normalization")(x)
     x = _conv3x3(x, base_filters, 1, "stem_conv")
     x = layers.ReLU()(norm("stem_bn")(x))
     for stage, blocks in enumerate([2, 2, 2, 2]):

@@ -16,21 +16,28 @@ def ema_copy(backbone: keras.Model) -> keras.Model:
     return copy
 
 
-def ema_alpha(step: tf.Tensor, alpha_max: float) -> tf.Tensor:
+def logits_dtype(model: keras.Model) -> tf.DType:
+    """The dtype the step takes logits and losses in: float32 (from a 16-bit or 32-bit
+    model), or float64 for a model that computes in float64."""
+    return tf.float64 if model.compute_dtype == "float64" else tf.float32
+
+
+def ema_alpha(step: tf.Tensor, alpha_max: float, dtype: tf.DType = tf.float32) -> tf.Tensor:
     """SPEC step 6 warm-up: ``min(1 - 1 / (step + 1), alpha_max)`` for the incremented step."""
-    return tf.minimum(1.0 - 1.0 / (tf.cast(step, tf.float32) + 1.0), alpha_max)
+    return tf.minimum(1.0 - 1.0 / (tf.cast(step, dtype) + 1.0), alpha_max)
 
 
 def maybe_ema_update(ema_model: keras.Model, working_model: keras.Model, alpha_max: float,
                      freq: float, seed: tf.Tensor, step: tf.Tensor) -> None:
     """θ_ema ← α·θ_ema + (1 − α)·θ_w over trainable weights, with probability ``freq``
     (one stateless Bernoulli draw from ``seed``)."""
-    alpha = ema_alpha(step, alpha_max)
+    alpha = ema_alpha(step, alpha_max, logits_dtype(working_model))
 
     def update():
         for ema_var, var in zip(ema_model.weights, working_model.weights):
             if var.trainable:
-                ema_var.assign(alpha * ema_var.value + (1.0 - alpha) * var.value)
+                a = tf.cast(alpha, var.dtype)
+                ema_var.assign(a * ema_var.value + (1.0 - a) * var.value)
         return tf.constant(True)
 
     tf.cond(tf.random.stateless_uniform([], seed) < freq, update, lambda: tf.constant(False))
@@ -38,7 +45,7 @@ def maybe_ema_update(ema_model: keras.Model, working_model: keras.Model, alpha_m
 
 def forward_rows(model: keras.Model, working_model: keras.Model, rows: tf.Tensor,
                  fallback: tf.Tensor, has_rows: tf.Tensor) -> tf.Tensor:
-    """``model(rows, training=True)`` in float32, for a batch that may be empty.
+    """``model(rows, training=True)`` in :func:`logits_dtype`, for a batch that may be empty.
 
     An empty batch has NaN batch statistics, and a ``tf.cond`` cannot hold the collective
     of a synchronised BatchNorm. So an empty ``rows`` runs on ``fallback`` instead and the
@@ -49,7 +56,8 @@ def forward_rows(model: keras.Model, working_model: keras.Model, rows: tf.Tensor
              if not var.trainable]
     saved = [tf.identity(v.value) for v in state]
     inputs = tf.concat([rows, fallback[:tf.where(has_rows, 0, tf.shape(fallback)[0])]], 0)
-    logits = tf.cast(model(inputs, training=True), tf.float32)[:tf.shape(rows)[0]]
+    logits = tf.cast(model(inputs, training=True),
+                     logits_dtype(model))[:tf.shape(rows)[0]]
     for variable, value in zip(state, saved):
         variable.assign(tf.where(has_rows, variable.value, value))
     return logits

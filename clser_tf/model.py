@@ -14,7 +14,8 @@ from clser_tf.checks import (check_arguments, check_memories, check_positive_int
                              check_unit_interval, checked_labels)
 from clser_tf.draws import (AUGMENT_STREAM, PLASTIC_STREAM, REPLAY_STREAM, RESERVOIR_STREAM,
                             STABLE_STREAM, stream_seed)
-from clser_tf.memories import ema_copy, forward_rows, maybe_ema_update, teacher_logits
+from clser_tf.memories import (ema_copy, forward_rows, logits_dtype, maybe_ema_update,
+                               teacher_logits)
 from clser_tf.multi_step import multi_step_function
 from clser_tf.replicas import ReplicaSlices
 
@@ -254,15 +255,16 @@ class CLSER(keras.Model):
         replay_logits = (None if self.fused_forward or teacher is None else
                          forward_rows(self.working_model, self.working_model, x_m, x,
                                       has_replay))
-        logits = tf.cast(self.working_model(x_all, training=True), tf.float32)
+        dtype = logits_dtype(self.working_model)
+        logits = tf.cast(self.working_model(x_all, training=True), dtype)
         if self.fused_forward:
             replay_logits = logits[tf.shape(x)[0]:]
         ce_loss = tf.reduce_sum(
             tf.nn.sparse_softmax_cross_entropy_with_logits(y_all, logits)) / tf.cast(
-            replica.global_size + num_replay, tf.float32)
-        consistency_loss = tf.constant(0.0) if teacher is None else tf.reduce_sum(
+            replica.global_size + num_replay, dtype)
+        consistency_loss = tf.constant(0.0, dtype) if teacher is None else tf.reduce_sum(
             tf.square(replay_logits - teacher)) / tf.cast(
-            tf.maximum(num_replay * self.num_classes, 1), tf.float32)
+            tf.maximum(num_replay * self.num_classes, 1), dtype)
         loss = ce_loss + self.reg_weight * consistency_loss
         if self.working_model.losses:
             loss += tf.add_n(self.working_model.losses) / replica.count

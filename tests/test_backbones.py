@@ -85,3 +85,23 @@ def test_batch_norm_running_variance_is_unbiased_as_torch():
     np.testing.assert_allclose(np.asarray(bn(x, training=False)),
                                (x - bn.moving_mean) / np.sqrt(bn.moving_variance + 1e-5),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_standardize_is_kerass_normalization_in_float32_and_exact_in_float64():
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615)
+    images = np.random.default_rng(0).random((2, 4, 4, 3))
+    keras_layer = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std])
+    np.testing.assert_array_equal(backbones.Standardize(mean, std)(images.astype(np.float32)),
+                                  keras_layer(images.astype(np.float32)))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        net = backbones.resnet18((4, 4, 3), 2, mean, std, input_dtype="float64",
+                                 base_filters=2, scale=1.0)
+        clone = keras.models.clone_model(net)  # as the EMA copies are made
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for model in (net, clone):
+        out = model.get_layer("normalization")(images)
+        assert out.dtype == "float64"
+        np.testing.assert_allclose(out, (images - mean) / np.asarray(std), rtol=0, atol=1e-15)

@@ -223,6 +223,30 @@ def test_ema_alpha_warm_up_schedule():
     close(ema_alpha(3, 0.6).numpy(), 0.6)
 
 
+def test_a_float64_model_steps_in_float64():
+    """Logits, losses and the EMA's alpha take the model's float64 (the lock-step check
+    runs so): after two steps the plastic model is the float64 average, to 1e-15."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        model = make_clser(tiny_mlp(), plastic_update_freq=1.0, plastic_alpha=0.99)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    x, y = make_data(8)
+    plastic = model.working_model.get_weights()
+    for step in (1, 2):
+        logs = model.train_on_batch(x[4 * step - 4: 4 * step], y[4 * step - 4: 4 * step],
+                                    return_dict=True)
+        alpha = 1 - 1 / (step + 1)  # 2/3 at step 2: float32 would be off by 1e-8
+        plastic = [alpha * p + (1 - alpha) * w
+                   for p, w in zip(plastic, model.working_model.get_weights())]
+    got = model.plastic_model.get_weights()
+    assert all(w.dtype == np.float64 for w in got)
+    assert max(np.abs(g - p).max() for g, p in zip(got, plastic)) < 1e-15
+    assert ema_alpha(2, 0.99, tf.float64).numpy() == 1 - 1 / 3  # as the reference computes
+    assert np.isfinite(logs["loss"])
+
+
 def test_update_frequency_zero_never_updates_the_ema_models():
     model = make_clser(plastic_update_freq=0.0, stable_update_freq=0.0)
     initial = model.working_model.get_weights()
