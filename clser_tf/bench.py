@@ -116,7 +116,8 @@ def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
     step_s = statistics.median(seconds) / steps
     result = {
         "recipe": recipe_name, **dataclasses.asdict(recipe), "steps": steps,
-        "repeats": repeats, "steps_per_execution": steps_per_execution,
+        "repeats": repeats, "warmup_steps": warmup_steps,
+        "steps_per_execution": steps_per_execution,
         "fused_forward": fused_forward, "jit_compile": jit_compile,
         "mixed_precision": mixed_precision, "replicas": strategy.num_replicas_in_sync,
         "ms_per_step": 1000.0 * step_s, "steps_per_s": 1.0 / step_s,

@@ -5,7 +5,7 @@ step on the same batch and draws and reports how far apart the two states are; o
 file is removed once compared (a ResNet-18 state is 135 MB). Also a command:
 
     python tests/reference/lockstep.py --recipe=resnet18 [--fused_forward] [--dtype=float64]
-        [--json=F]
+        [--resync] [--folder=DIR] [--json=F]
 
 with ``CLSER_REFERENCE_DIR`` and ``CLSER_REFERENCE_PYTHON`` set; it prints the per-step
 figures and a summary.
@@ -14,6 +14,7 @@ figures and a summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -30,9 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class OfficialProcess:
     """``official_side.py`` in the reference Python, answering one step per request."""
 
-    def __init__(self, folder: str, python: str, reference_dir: str):
+    def __init__(self, folder: str, python: str, reference_dir: str, resync: bool = False):
         env = {**os.environ, "CLSER_REFERENCE_DIR": reference_dir}
-        self.proc = subprocess.Popen([python, os.path.join(HERE, "official_side.py"), folder],
+        self.proc = subprocess.Popen([python, os.path.join(HERE, "official_side.py"), folder,
+                                      *(["--resync"] if resync else [])],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env, cwd=reference_dir)  # it reads its folders
 
@@ -96,21 +98,27 @@ def main() -> None:
     parser.add_argument("--fused_forward", action="store_true")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--resync", action="store_true",
+                        help="the reference takes our state after each step (one-step figures)")
     parser.add_argument("--json", default=None, help="write the reports and summary here")
+    parser.add_argument("--folder", default=None,
+                        help="keep the step files here (default: a temporary folder)")
     args = parser.parse_args()
     python, reference_dir = (os.environ.get(name) for name in
                              ("CLSER_REFERENCE_PYTHON", "CLSER_REFERENCE_DIR"))
     if not (python and reference_dir):
         sys.exit("lockstep: error: set CLSER_REFERENCE_PYTHON (a Python with torch and "
                  "torchvision) and CLSER_REFERENCE_DIR (a checkout of NeurAI-Lab/CLS-ER).")
-    with tempfile.TemporaryDirectory(prefix="clser_lockstep_") as folder:
-        official = OfficialProcess(folder, python, reference_dir)
+    with (contextlib.nullcontext(args.folder) if args.folder else
+          tempfile.TemporaryDirectory(prefix="clser_lockstep_")) as folder:
+        official = OfficialProcess(os.path.abspath(folder), python, reference_dir, args.resync)
         try:
             reports = run(args.recipe, folder, official, args.fused_forward, args.dtype,
                           args.steps, on_report=_print_report)
         finally:
             official.close()
     result = {"recipe": args.recipe, "fused_forward": args.fused_forward, "dtype": args.dtype,
+              "resync": args.resync,
               "summary": summary(reports), "reports": reports}
     print(json.dumps(result["summary"], indent=1))
     if args.json:

@@ -85,17 +85,26 @@ def compare(step: int, ours: dict[str, np.ndarray], ref: dict[str, np.ndarray]) 
 
 
 def serve(folder: str, run_step: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]],
+          resync: Callable[[dict[str, np.ndarray]], None] | None = None,
           stdin=sys.stdin, stdout=sys.stdout) -> None:
     """The reference side's loop: for each step number read from ``stdin``, runs
     ``run_step(step, step_file)`` (which returns the reference's state after the step) and
-    prints ``compare(...)`` of it against ``state_k.npz`` as one JSON line."""
+    prints ``compare(...)`` of it against ``state_k.npz`` as one JSON line. With ``resync``
+    the reference then takes our state (``resync(state)``), so that every step starts from
+    the same weights and each report measures one step alone."""
     for line in stdin:
-        stdout.write(json.dumps(check_step(folder, int(line), run_step)) + "\n")
+        stdout.write(json.dumps(check_step(folder, int(line), run_step, resync)) + "\n")
         stdout.flush()
 
 
 def check_step(folder: str, step: int,
-               run_step: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]) -> dict:
-    """Runs the reference's step ``step`` on its file and compares it with our state."""
+               run_step: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]],
+               resync: Callable[[dict[str, np.ndarray]], None] | None = None) -> dict:
+    """Runs the reference's step ``step`` on its file and compares it with our state
+    (which the reference then takes, with ``resync``)."""
     state = run_step(step, read(step_path(folder, "step", step)))
-    return compare(step, read(step_path(folder, "state", step)), state)
+    ours = read(step_path(folder, "state", step))
+    report = compare(step, ours, state)
+    if resync is not None:
+        resync(ours)
+    return report

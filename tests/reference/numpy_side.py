@@ -58,6 +58,12 @@ class NumpySide:
         self.labels = np.zeros(self.capacity, np.int64)
         self.num_seen, self.global_step = 0, 0
 
+    def load(self, state: dict) -> None:
+        """The three models' weights from ``state`` (a resync)."""
+        for model in lockstep_files.MODELS:
+            for name in self.models[model]:
+                self.models[model][name] = state[f"{model}/{name}"].astype(np.float32)
+
     def _net_input(self, raw: np.ndarray) -> np.ndarray:
         return (raw.reshape(len(raw), -1).astype(np.float32) / np.float32(255.0))
 

@@ -1,7 +1,7 @@
 """The reference side of the lock-step check: the official CLS-ER code, unchanged, stepped
 on our batches with our random draws.
 
-Run by ``test_lockstep.py`` as ``CLSER_REFERENCE_PYTHON official_side.py FOLDER`` with
+Run by ``lockstep.py`` as ``CLSER_REFERENCE_PYTHON official_side.py FOLDER [--resync]`` with
 ``CLSER_REFERENCE_DIR`` naming a checkout of github NeurAI-Lab/CLS-ER (also its working
 folder: the official code lists its own folders from there); it needs torch,
 torchvision and NumPy, never TensorFlow. It builds the official ``CLSER``
@@ -144,15 +144,19 @@ class OfficialSide:
                          plastic_model_alpha=hp["plastic_alpha"])
         self.model = clser_module.CLSER(net, F.cross_entropy, args, transform)
         self.model.net.train()
-        init = lockstep_files.read(os.path.join(folder, "init.npz"))
-        for prefix, module in self._modules().items():
-            for name, tensor in self._tensors(module).items():
-                tensor.copy_(torch.from_numpy(init[f"{prefix}/{name}"]))
+        self.load(lockstep_files.read(os.path.join(folder, "init.npz")))
         self.ce = self.model.loss = Recording(self.model.loss)
         self.outputs = {}  # the last output of the consistency loss and of each teacher
         for name in ("consistency_loss", "stable_model", "plastic_model"):
             getattr(self.model, name).register_forward_hook(
                 lambda module, inputs, out, name=name: self.outputs.__setitem__(name, out))
+
+    def load(self, state: dict[str, np.ndarray]) -> None:
+        """Every weight and BatchNorm statistic of the three models from ``state``."""
+        with torch.no_grad():
+            for prefix, module in self._modules().items():
+                for name, tensor in self._tensors(module).items():
+                    tensor.copy_(torch.from_numpy(state[f"{prefix}/{name}"]))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"working": self.model.net, "plastic": self.model.plastic_model,
@@ -202,12 +206,14 @@ class OfficialSide:
         return {**state, "buffer/examples": examples,
                 "buffer/labels": buffer.labels.numpy().astype(np.int64),
                 "buffer/num_seen": np.int64(buffer.num_seen_examples),
-                "loss/total": np.float64(loss), "loss/ce": np.float64(float(self.ce.last)),
-                "loss/consistency": np.float64(float(torch.mean(
-                    self.outputs.get("consistency_loss", torch.zeros(1))))),
+                "loss/total": np.float64(loss), "loss/ce": np.float64(self.ce.last.item()),
+                "loss/consistency": np.float64(torch.mean(
+                    self.outputs.get("consistency_loss", torch.zeros(1))).item()),
                 "teacher/stable_chosen": chosen}
 
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("CLSER_REFERENCE_THREADS", "2")))
-    lockstep_files.serve(sys.argv[1], OfficialSide(sys.argv[1]).run_step)
+    side = OfficialSide(sys.argv[1])
+    lockstep_files.serve(sys.argv[1], side.run_step,
+                         resync=side.load if "--resync" in sys.argv[2:] else None)

@@ -21,36 +21,43 @@ if not (PYTHON and REFERENCE_DIR):
                 "NeurAI-Lab/CLS-ER) and CLSER_REFERENCE_PYTHON (a Python with torch and "
                 "torchvision); see BUILD_NOTES", allow_module_level=True)
 
-# (recipe, dtype, bound on the largest relative difference of any tensor at the last step).
-# In float32 the MLP's 300 steps amplify rounding differences past 1e-4 (BUILD_NOTES has
-# the per-step figures), so it is held to the bound in float64, where rounding is 1e-16.
-ACCEPTANCE = [("mlp", "float64", 1e-9), ("resnet18", "float32", 1e-4),
-              ("resnet18", "float64", 1e-9)]
+# (recipe, dtype, resync, bound on the largest relative difference of any tensor). The MLP
+# is held to it in a free run of 300 steps in float64 (in float32 its 300 steps amplify
+# rounding differences past 1e-4). The ResNet-18 recipe amplifies any difference about 40x
+# per step in its first steps, the reference's own runs from weights 1e-13 apart included
+# (official_sensitivity.py; BUILD_NOTES has the figures), so no free run of it can stay
+# within 1e-9 of another; it is held to the bound for every one of its 60 steps started from
+# the same state (resync), and its free runs are reported.
+ACCEPTANCE = [("mlp", "float64", False, 1e-9), ("resnet18", "float64", True, 1e-9)]
+REPORTED = [("mlp", "float32", False, False), ("resnet18", "float32", True, False),
+            ("resnet18", "float32", False, False), ("resnet18", "float64", False, False),
+            ("resnet18", "float32", False, True)]
 
 
-def _run(tmp_path, recipe, dtype, fused_forward=False):
-    official = lockstep.OfficialProcess(str(tmp_path), PYTHON, REFERENCE_DIR)
+def _run(tmp_path, recipe, dtype, resync=False, fused_forward=False):
+    official = lockstep.OfficialProcess(str(tmp_path), PYTHON, REFERENCE_DIR, resync)
     try:
         reports = lockstep.run(recipe, str(tmp_path), official, fused_forward, dtype)
     finally:
         official.close()
     summary = lockstep.summary(reports)
-    print(json.dumps({"recipe": recipe, "dtype": dtype, "fused_forward": fused_forward,
-                      **summary}))
+    print(json.dumps({"recipe": recipe, "dtype": dtype, "resync": resync,
+                      "fused_forward": fused_forward, **summary}))
     return summary
 
 
-@pytest.mark.parametrize("recipe, dtype, bound", ACCEPTANCE)
-def test_our_step_is_the_official_step(tmp_path, recipe, dtype, bound):
-    summary = _run(tmp_path, recipe, dtype)
+@pytest.mark.parametrize("recipe, dtype, resync, bound", ACCEPTANCE)
+def test_our_step_is_the_official_step(tmp_path, recipe, dtype, resync, bound):
+    summary = _run(tmp_path, recipe, dtype, resync)
     assert summary["teacher_mismatches"] == 0, summary
     assert summary["steps_buffer_differs"] == 0, summary
-    assert max(summary["last_max_rel"].values()) <= bound, summary
+    assert max(summary["all_steps_max_rel"].values()) <= bound, summary
 
 
-def test_the_fused_step_departs_from_the_official_one_only_in_the_weights(tmp_path):
-    """fused_forward=True (our default) is another function with BatchNorm: reported, and
-    the buffer, which no model touches, stays the reference's."""
-    summary = _run(tmp_path, "resnet18", "float32", fused_forward=True)
+@pytest.mark.parametrize("recipe, dtype, resync, fused_forward", REPORTED)
+def test_the_other_figures_are_reported(tmp_path, recipe, dtype, resync, fused_forward):
+    """Printed (pytest -s) for BUILD_NOTES; the buffer, which no model touches, is the
+    reference's in every run, the fused step's (our default, another function with
+    BatchNorm) included."""
+    summary = _run(tmp_path, recipe, dtype, resync, fused_forward)
     assert summary["steps_buffer_differs"] == 0, summary
-    assert max(summary["last_max_rel"].values()) > 1e-4, summary

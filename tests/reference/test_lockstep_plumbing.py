@@ -17,9 +17,10 @@ from lockstep_ours import RECIPES, torch_state
 from numpy_side import NumpySide
 
 
-def _replay(folder, tamper=lambda step, files: None):
+def _replay(folder, tamper=lambda step, files: None, resync=False):
     """Runs tiny-mlp through our side and the NumPy reference; ``tamper(step, files)`` may
-    change a step's recorded draws before the reference reads them."""
+    change a step's recorded draws before the reference reads them; with ``resync`` the
+    reference takes our state after every step."""
     side = None
 
     def reference(step):
@@ -29,7 +30,8 @@ def _replay(folder, tamper=lambda step, files: None):
         files = lockstep_files.read(path)
         if tamper(step, files):
             lockstep_files.write(path, files)
-        return lockstep_files.check_step(str(folder), step, side.run_step)
+        return lockstep_files.check_step(str(folder), step, side.run_step,
+                                         side.load if resync else None)
 
     return lockstep.run("tiny-mlp", str(folder), reference)
 
@@ -67,7 +69,7 @@ def test_a_wrong_draw_is_caught(tmp_path, draw, effect):
         elif draw == "reservoir_draws":
             files[draw] = np.zeros_like(files[draw])  # every sample to slot 0
         else:
-            files[draw] = np.float32(0.0 if files[draw] >= 0.5 else 0.99)
+            return _flip_stable_update_at_step_12(step, files)
         return True
 
     report = _replay(tmp_path, tamper)[12]
@@ -77,6 +79,20 @@ def test_a_wrong_draw_is_caught(tmp_path, draw, effect):
         assert report["max_rel"]["stable"] > 1e-4 and report["buffer_equal"]
     else:
         assert report["max_rel"]["working"] > 1e-4
+
+
+def _flip_stable_update_at_step_12(step, files):
+    if step == 12:
+        files["stable_draw"] = np.float32(0.0 if files["stable_draw"] >= 0.5 else 0.99)
+    return step == 12
+
+
+def test_a_resync_starts_the_next_step_from_our_state(tmp_path):
+    reports = _replay(tmp_path, _flip_stable_update_at_step_12, resync=True)
+    assert reports[12]["max_rel"]["stable"] > 1e-4
+    assert max(reports[13]["max_rel"].values()) < 1e-5  # the wrong step is not carried on
+    free = _replay(tmp_path / "free", _flip_stable_update_at_step_12)
+    assert free[13]["max_rel"]["stable"] > 1e-4  # without the resync it is
 
 
 def _reference_resnet18_names(base_filters_per_stage=(1, 2, 4, 8)) -> list[str]:
