@@ -20,21 +20,15 @@ import os
 import statistics
 import sys
 import time
-from argparse import Namespace
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.environ["CLSER_REFERENCE_DIR"])
 os.chdir(os.environ["CLSER_REFERENCE_DIR"])  # the official code lists its folders from here
 
-from torch.nn import functional as F  # noqa: E402
-
-from backbone.MNISTMLP import MNISTMLP  # noqa: E402
-from backbone.ResNet18 import resnet18  # noqa: E402
-from datasets.seq_cifar10 import SequentialCIFAR10  # noqa: E402
-from models.clser import CLSER  # noqa: E402
+from official_model import official_clser  # noqa: E402
 
 
 def _spec_table() -> dict:
@@ -53,19 +47,9 @@ def main(ours_json: str) -> None:
     torch.manual_seed(0)
     row = _spec_table()[ours["benchmark"]][ours["buffer_size"]]
     shape, classes = ours["input_shape"], ours["num_classes"]
+    model = official_clser(row, ours["buffer_size"], shape, classes, ours["augment"])
     if len(shape) == 3:
-        net, shape = resnet18(classes), (shape[2], shape[0], shape[1])
-    else:
-        net = MNISTMLP(int(np.prod(shape)), classes)
-    args = Namespace(lr=row["lr"], buffer_size=ours["buffer_size"],
-                     minibatch_size=ours["replay_batch_size"], reg_weight=row["reg_weight"],
-                     stable_model_update_freq=row["stable_update_freq"],
-                     stable_model_alpha=row["stable_alpha"],
-                     plastic_model_update_freq=row["plastic_update_freq"],
-                     plastic_model_alpha=row["plastic_alpha"])
-    model = CLSER(net, F.cross_entropy, args,
-                  SequentialCIFAR10.get_transform() if ours["augment"] else None)
-    model.net.train()
+        shape = (shape[2], shape[0], shape[1])  # NCHW
 
     def step() -> None:
         x = torch.rand(ours["batch_size"], *shape)

@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import types
-from argparse import Namespace
 
 import numpy as np
 import torch
@@ -38,9 +37,8 @@ from torchvision import transforms  # noqa: E402
 
 import models.clser as clser_module  # noqa: E402
 import utils.buffer as buffer_module  # noqa: E402
-from backbone.MNISTMLP import MNISTMLP  # noqa: E402
-from backbone.ResNet18 import resnet18  # noqa: E402
 from datasets.seq_cifar10 import SequentialCIFAR10  # noqa: E402
+from official_model import official_clser  # noqa: E402
 
 
 class Draws:
@@ -125,25 +123,16 @@ class OfficialSide:
     def __init__(self, folder: str):
         with open(os.path.join(folder, "recipe.json"), encoding="utf-8") as f:
             self.recipe = recipe = json.load(f)
-        hp, self.resnet = recipe["hyperparameters"], recipe["backbone"] == "resnet18"
+        hp = recipe["hyperparameters"]
         if recipe["dtype"] == "float64":  # the nets, ToTensor's output and the buffer
             torch.set_default_dtype(torch.float64)
             buffer_module.torch = _module_proxy(torch, float32=torch.float64)
-        if self.resnet:
-            net = resnet18(recipe["num_classes"], nf=recipe["base_filters"])
-            transform = SequentialCIFAR10.get_transform()
-            self.batch_transform = SequentialCIFAR10.TRANSFORM  # the loader's
-        else:
-            net = MNISTMLP(int(np.prod(recipe["input_shape"])), recipe["num_classes"])
-            transform, self.batch_transform = None, transforms.ToTensor()  # seq-mnist's
-        args = Namespace(lr=hp["lr"], buffer_size=recipe["buffer_size"],
-                         minibatch_size=hp["replay_batch_size"], reg_weight=hp["reg_weight"],
-                         stable_model_update_freq=hp["stable_update_freq"],
-                         stable_model_alpha=hp["stable_alpha"],
-                         plastic_model_update_freq=hp["plastic_update_freq"],
-                         plastic_model_alpha=hp["plastic_alpha"])
-        self.model = clser_module.CLSER(net, F.cross_entropy, args, transform)
-        self.model.net.train()
+        self.model = official_clser(hp, recipe["buffer_size"], recipe["input_shape"],
+                                    recipe["num_classes"], recipe["augment"],
+                                    recipe["base_filters"])
+        # The loader's transform of the current batch (seq-cifar10's or seq-mnist's).
+        self.batch_transform = (SequentialCIFAR10.TRANSFORM if recipe["augment"]
+                                else transforms.ToTensor())
         self.load(lockstep_files.read(os.path.join(folder, "init.npz")))
         self.ce = self.model.loss = Recording(self.model.loss)
         self.outputs = {}  # the last output of the consistency loss and of each teacher
