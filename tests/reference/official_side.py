@@ -203,6 +203,12 @@ class OfficialSide:
 
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("CLSER_REFERENCE_THREADS", "2")))
-    side = OfficialSide(sys.argv[1])
-    lockstep_files.serve(sys.argv[1], side.run_step,
-                         resync=side.load if "--resync" in sys.argv[2:] else None)
+    sides = []  # built at the first request: our side writes init.npz before it asks
+
+    def run_step(step: int, files: dict) -> dict:
+        if not sides:
+            sides.append(OfficialSide(sys.argv[1]))
+        return sides[0].run_step(step, files)
+
+    lockstep_files.serve(sys.argv[1], run_step, resync=(
+        (lambda state: sides[0].load(state)) if "--resync" in sys.argv[2:] else None))
