@@ -13,6 +13,8 @@ draws instead, by replacing, in the official modules' namespaces only, the modul
 ``np.random.choice`` (the replay batch) and ``np.random.randint`` (reservoir slots) in
 ``utils/buffer.py``, ``torch.rand`` (the plastic and stable updates) in ``models/clser.py``,
 and ``torch.randint``/``torch.rand`` (crop offsets, flips) in torchvision's transforms.
+For a float64 recipe torch's default dtype is float64, and so is the buffer's storage (the
+``torch.float32`` of ``utils/buffer.py``, replaced in its namespace).
 """
 
 from __future__ import annotations
