@@ -3,6 +3,7 @@ configs parsed as the command line parses them, loopback ports and subprocesses.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -23,6 +24,20 @@ NUM_CLASSES = 4
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = os.path.join(ROOT, "flags")
 TIMEOUT_S = 240
+
+
+@contextlib.contextmanager
+def keras_dtype(dtype: str):
+    """Keras's float type and default dtype policy set to ``dtype`` for the block (models,
+    optimizers and metrics built in it take that dtype), as they were afterwards."""
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
 
 
 def tiny_mlp() -> keras.Model:

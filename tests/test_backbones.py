@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from clser_tf import backbones
+from helpers import keras_dtype
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +94,10 @@ def test_standardize_is_kerass_normalization_in_float32_and_exact_in_float64():
     keras_layer = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std])
     np.testing.assert_array_equal(backbones.Standardize(mean, std)(images.astype(np.float32)),
                                   keras_layer(images.astype(np.float32)))
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
+    with keras_dtype("float64"):
         net = backbones.resnet18((4, 4, 3), 2, mean, std, input_dtype="float64",
                                  base_filters=2, scale=1.0)
         clone = keras.models.clone_model(net)  # as the EMA copies are made
-    finally:
-        keras.config.set_dtype_policy(previous)
     for model in (net, clone):
         out = model.get_layer("normalization")(images)
         assert out.dtype == "float64"

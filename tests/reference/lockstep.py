@@ -32,11 +32,11 @@ class OfficialProcess:
     """``official_side.py`` in the reference Python, answering one step per request."""
 
     def __init__(self, folder: str, python: str, reference_dir: str, resync: bool = False):
-        env = {**os.environ, "CLSER_REFERENCE_DIR": reference_dir}
-        self.proc = subprocess.Popen([python, os.path.join(HERE, "official_side.py"), folder,
-                                      *(["--resync"] if resync else [])],
+        env = {**os.environ, "CLSER_REFERENCE_DIR": os.path.abspath(reference_dir)}
+        self.proc = subprocess.Popen([python, os.path.join(HERE, "official_side.py"),
+                                      os.path.abspath(folder), *(["--resync"] if resync else [])],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=env, cwd=reference_dir)  # it reads its folders
+                                     env=env)
 
     def __call__(self, step: int) -> dict:
         self.proc.stdin.write(f"{step}\n")
@@ -111,7 +111,7 @@ def main() -> None:
                  "torchvision) and CLSER_REFERENCE_DIR (a checkout of NeurAI-Lab/CLS-ER).")
     with (contextlib.nullcontext(args.folder) if args.folder else
           tempfile.TemporaryDirectory(prefix="clser_lockstep_")) as folder:
-        official = OfficialProcess(os.path.abspath(folder), python, reference_dir, args.resync)
+        official = OfficialProcess(folder, python, reference_dir, args.resync)
         try:
             reports = run(args.recipe, folder, official, args.fused_forward, args.dtype,
                           args.steps, on_report=_print_report)

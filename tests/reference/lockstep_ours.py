@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 
 import keras
 import numpy as np
@@ -29,6 +30,9 @@ from clser_tf.model import CLSER
 from clser_tf.spec_table import SPEC_TABLE
 
 import lockstep_files
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from helpers import keras_dtype  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,19 +114,6 @@ def class_structured_data(recipe: Recipe, seed: int) -> tuple[np.ndarray, np.nda
     return x, y.astype(np.int32)
 
 
-@contextlib.contextmanager
-def _dtype(dtype: str):
-    """Keras's float type and default dtype policy set to ``dtype`` for the block."""
-    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(dtype)
-    keras.config.set_dtype_policy(dtype)
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(floatx)
-        keras.config.set_dtype_policy(policy)
-
-
 class OurSide:
     """Our model for ``recipe``, stepped one batch at a time by :meth:`step`, which writes
     the step's file and our state after it into ``folder``."""
@@ -132,7 +123,7 @@ class OurSide:
         self.recipe, self.folder = RECIPES[recipe_name], folder
         recipe, hp = self.recipe, self.recipe.hyperparameters
         keras.utils.set_random_seed(seed)
-        with _dtype(dtype):  # the models', the optimizer's and the losses' dtype
+        with keras_dtype(dtype):  # the models', the optimizer's and the losses' dtype
             self.model = self._build(fused_forward, seed)
         self.x, self.y = class_structured_data(recipe, seed)
         self._chosen = tf.Variable(tf.fill([hp["replay_batch_size"]], -1))

@@ -25,9 +25,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.environ["CLSER_REFERENCE_DIR"])
-os.chdir(os.environ["CLSER_REFERENCE_DIR"])  # the official code lists its folders from here
 
+import reference_setup  # noqa: E402  (first: the official checkout on the path)
 from official_model import official_clser  # noqa: E402
 
 
@@ -41,9 +40,8 @@ def _spec_table() -> dict:
 
 
 def main(ours_json: str) -> None:
-    with open(ours_json, encoding="utf-8") as f:
+    with open(reference_setup.from_start(ours_json), encoding="utf-8") as f:
         ours = json.load(f)
-    torch.set_num_threads(int(os.environ.get("CLSER_REFERENCE_THREADS", "2")))
     torch.manual_seed(0)
     row = _spec_table()[ours["benchmark"]][ours["buffer_size"]]
     shape, classes = ours["input_shape"], ours["num_classes"]

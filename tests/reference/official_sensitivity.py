@@ -17,9 +17,7 @@ import os
 import numpy as np
 import torch
 
-START_DIR = os.getcwd()
-os.chdir(os.environ["CLSER_REFERENCE_DIR"])  # the official code lists its folders from here
-
+import reference_setup  # noqa: E402  (first: the official checkout on the path)
 import lockstep_files  # noqa: E402
 import official_side  # noqa: E402  (sets up the official code with our draws)
 
@@ -30,7 +28,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--eps", type=float, default=1e-13)
     args = parser.parse_args()
-    folder = os.path.join(START_DIR, args.folder)
+    folder = reference_setup.from_start(args.folder)
     runs = [official_side.OfficialSide(folder), official_side.OfficialSide(folder)]
     rng = np.random.default_rng(0)
     with torch.no_grad():  # every parameter times (1 + eps * N(0, 1))

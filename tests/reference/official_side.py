@@ -2,8 +2,8 @@
 on our batches with our random draws.
 
 Run by ``lockstep.py`` as ``CLSER_REFERENCE_PYTHON official_side.py FOLDER [--resync]`` with
-``CLSER_REFERENCE_DIR`` naming a checkout of github NeurAI-Lab/CLS-ER (also its working
-folder: the official code lists its own folders from there); it needs torch,
+``CLSER_REFERENCE_DIR`` naming a checkout of github NeurAI-Lab/CLS-ER (see
+:mod:`reference_setup`); it needs torch,
 torchvision and NumPy, never TensorFlow. It builds the official ``CLSER``
 (``models/clser.py``) with its ``Buffer`` (``utils/buffer.py``), backbone
 (``backbone/MNISTMLP.py`` or ``backbone/ResNet18.py``) and, for the CIFAR recipe, the
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.environ["CLSER_REFERENCE_DIR"])
 
+import reference_setup  # noqa: E402  (first: the official checkout on the path)
 import lockstep_files  # noqa: E402
 import torchvision.transforms.transforms as tv_transforms  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -204,13 +204,13 @@ class OfficialSide:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(int(os.environ.get("CLSER_REFERENCE_THREADS", "2")))
+    FOLDER = reference_setup.from_start(sys.argv[1])
     sides = []  # built at the first request: our side writes init.npz before it asks
 
     def run_step(step: int, files: dict) -> dict:
         if not sides:
-            sides.append(OfficialSide(sys.argv[1]))
+            sides.append(OfficialSide(FOLDER))
         return sides[0].run_step(step, files)
 
-    lockstep_files.serve(sys.argv[1], run_step, resync=(
+    lockstep_files.serve(FOLDER, run_step, resync=(
         (lambda state: sides[0].load(state)) if "--resync" in sys.argv[2:] else None))

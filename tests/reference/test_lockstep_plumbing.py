@@ -95,7 +95,7 @@ def test_a_resync_starts_the_next_step_from_our_state(tmp_path):
     assert free[13]["max_rel"]["stable"] > 1e-4  # without the resync it is
 
 
-def _reference_resnet18_names(base_filters_per_stage=(1, 2, 4, 8)) -> list[str]:
+def _reference_resnet18_names() -> list[str]:
     """The state_dict names backbone/ResNet18.py gives (first name of each tensor)."""
     bn = ("weight", "bias", "running_mean", "running_var")
     names = ["conv1.weight", *(f"bn1.{s}" for s in bn)]
