@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from clser_tf.draws import uniform
+
 
 def random_crop_flip(images: tf.Tensor, seed: tf.Tensor, padding: int = 4,
                      flip: bool = True) -> tf.Tensor:
@@ -42,7 +44,7 @@ def crop_flip_draws(batch: int | tf.Tensor, seed: tf.Tensor,
     seed = tf.cast(seed, tf.int64)
     offsets = tf.random.stateless_uniform(
         [batch, 2], seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
-    return offsets, tf.random.stateless_uniform([batch], seed + [0, 1])
+    return offsets, uniform([batch], seed + [0, 1])
 
 
 @keras.saving.register_keras_serializable(package="clser_tf")

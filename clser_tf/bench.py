@@ -29,6 +29,7 @@ from clser_tf.distribution import make_strategy
 from clser_tf.evaluation import Evaluator
 from clser_tf.model import CLSER
 from clser_tf.spec_table import SPEC_TABLE
+from clser_tf.xla import JIT_COMPILE_CHOICES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ RECIPES = {
 FLAGS = flags.FLAGS
 
 
-def build(recipe: Recipe, fused_forward: bool, jit_compile: bool,
+def build(recipe: Recipe, fused_forward: bool, jit_compile: bool | str,
           steps_per_execution: int) -> CLSER:
     """A compiled CLSER for ``recipe`` in the current strategy's scope."""
     if len(recipe.input_shape) == 2:
@@ -96,7 +97,7 @@ def peak_rss_mib() -> float:
 
 
 def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
-            steps_per_execution: int, fused_forward: bool, jit_compile: bool,
+            steps_per_execution: int, fused_forward: bool, jit_compile: bool | str,
             mixed_precision: str, eval_images: int,
             strategy: tf.distribute.Strategy | None = None) -> dict:
     """Runs the benchmark and returns its figures."""
@@ -118,7 +119,7 @@ def measure(recipe_name: str, steps: int, repeats: int, warmup_steps: int,
         "recipe": recipe_name, **dataclasses.asdict(recipe), "steps": steps,
         "repeats": repeats, "warmup_steps": warmup_steps,
         "steps_per_execution": steps_per_execution,
-        "fused_forward": fused_forward, "jit_compile": jit_compile,
+        "fused_forward": fused_forward, "jit_compile": jit_compile, "xla": model.xla,
         "mixed_precision": mixed_precision, "replicas": strategy.num_replicas_in_sync,
         "ms_per_step": 1000.0 * step_s, "steps_per_s": 1.0 / step_s,
         "samples_per_s": recipe.batch_size / step_s,
@@ -145,7 +146,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("warmup_steps", 100, "Untimed steps first (compilation, buffer fill).")
     flags.DEFINE_integer("steps_per_execution", 50, "Keras steps_per_execution.")
     flags.DEFINE_boolean("fused_forward", True, "One working forward over the merged batch.")
-    flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+    flags.DEFINE_enum("jit_compile", "auto", list(JIT_COMPILE_CHOICES),
+                      "XLA for the train step once the replay batch is full (clser_tf.xla).")
     flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                       "Keras dtype policy of the backbone.")
     flags.DEFINE_integer("replicas", 1, "Logical CPU devices under MirroredStrategy (1: none).")
@@ -176,7 +178,7 @@ def main(argv: list[str]) -> None:
     print(f"{'recipe':<9} {'precision':<15} {'fused':<6} {'xla':<6} {'spe':>4} {'repl':>4} "
           f"{'ms/step':>8} {'steps/s':>8} {'samples/s':>10} {'eval img/s':>11} {'peak MiB':>9}")
     print(f"{result['recipe']:<9} {result['mixed_precision']:<15} "
-          f"{str(result['fused_forward']):<6} {str(result['jit_compile']):<6} "
+          f"{str(result['fused_forward']):<6} {str(result['xla']):<6} "
           f"{result['steps_per_execution']:>4} {result['replicas']:>4} "
           f"{result['ms_per_step']:8.2f} "
           f"{result['steps_per_s']:8.1f} {result['samples_per_s']:10.0f} "

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from clser_tf.draws import uniform
+
 
 @keras.saving.register_keras_serializable(package="clser_tf")
 class ReservoirBuffer(keras.layers.Layer):
@@ -71,17 +73,21 @@ class ReservoirBuffer(keras.layers.Layer):
         """Number of valid slots: ``min(num_seen, capacity)`` (int32 scalar)."""
         return tf.cast(tf.minimum(self.num_seen.value, self.capacity), tf.int32)
 
-    def sample_indices(self, size: int, seed: tf.Tensor) -> tf.Tensor:
-        """Up to ``size`` distinct filled slots, uniformly at random (fewer if fewer are filled)."""
-        keys = tf.random.stateless_uniform([self.capacity], seed)
+    def sample_indices(self, size: int, seed: tf.Tensor, full: bool = False) -> tf.Tensor:
+        """Up to ``size`` distinct filled slots, uniformly at random (fewer if fewer are
+        filled). ``full``: at least ``min(size, capacity)`` slots are filled, so the result
+        has that static size."""
+        keys = uniform([self.capacity], seed)
         filled = tf.range(self.capacity) < self.num_filled()
         keys = tf.where(filled, keys, 2.0)  # unfilled slots sort last
         _, indices = tf.math.top_k(-keys, k=min(size, self.capacity))
-        return indices[: tf.minimum(size, self.num_filled())]
+        return indices if full else indices[: tf.minimum(size, self.num_filled())]
 
-    def sample(self, size: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Draws a replay batch ``(inputs, labels)`` without replacement."""
-        indices = self.sample_indices(size, seed)
+    def sample(self, size: int, seed: tf.Tensor, full: bool = False
+               ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Draws a replay batch ``(inputs, labels)`` without replacement (``full``: as
+        :meth:`sample_indices`)."""
+        indices = self.sample_indices(size, seed, full)
         return (self._unpack(tf.gather(self.inputs.value, indices)),
                 tf.gather(self.labels.value, indices))
 
@@ -92,7 +98,7 @@ class ReservoirBuffer(keras.layers.Layer):
         n < capacity, else to slot j ~ U[0, n] when j < capacity.
         """
         seen = self.num_seen.value + tf.range(tf.cast(batch_size, tf.int64), dtype=tf.int64)
-        draws = tf.random.stateless_uniform([batch_size], seed, dtype=tf.float64)
+        draws = uniform([batch_size], seed, tf.float64)
         j = tf.cast(tf.floor(draws * tf.cast(seen + 1, tf.float64)), tf.int64)
         slots = tf.where(seen < self.capacity, seen, j)
         return tf.minimum(slots, self.capacity)

@@ -24,6 +24,7 @@ from clser_tf.benchmarks import Setting
 from clser_tf.distribution import STRATEGIES
 from clser_tf.gcil import WEIGHT_DISTS
 from clser_tf.variants import VARIANTS
+from clser_tf.xla import JIT_COMPILE_CHOICES
 
 MODEL_NAMES = ("working", "plastic", "stable")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -121,6 +122,10 @@ class RunConfig:
                                    kind="integer", deciding=False)
     steps_per_execution: int = setting(50, "Train steps per compiled call (speed only).",
                                        kind="integer", deciding=False)
+    jit_compile: str = setting(
+        "auto", "XLA for the train step from the first step whose buffer holds a full "
+        "replay batch (the steps before it run without): auto (on with one replica), true, "
+        "false.", kind="enum", choices=JIT_COMPILE_CHOICES)
     mixed_precision: str = setting(
         "float32", "Keras dtype policy of the backbones; the buffer, EMA weights and losses "
         "stay float32 (mixed_float16 adds loss scaling).", kind="enum", choices=PRECISIONS)

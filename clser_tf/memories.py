@@ -6,6 +6,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from clser_tf.draws import uniform
+
 
 def ema_copy(backbone: keras.Model) -> keras.Model:
     """A copy of ``backbone`` with its initial weights, updated only by assignment."""
@@ -40,18 +42,20 @@ def maybe_ema_update(ema_model: keras.Model, working_model: keras.Model, alpha_m
                 ema_var.assign(a * ema_var.value + (1.0 - a) * var.value)
         return tf.constant(True)
 
-    tf.cond(tf.random.stateless_uniform([], seed) < freq, update, lambda: tf.constant(False))
+    tf.cond(uniform([], seed) < freq, update, lambda: tf.constant(False))
 
 
 def forward_rows(model: keras.Model, working_model: keras.Model, rows: tf.Tensor,
-                 fallback: tf.Tensor, has_rows: tf.Tensor) -> tf.Tensor:
+                 fallback: tf.Tensor, has_rows: tf.Tensor | bool) -> tf.Tensor:
     """``model(rows, training=True)`` in :func:`logits_dtype`, for a batch that may be empty.
 
     An empty batch has NaN batch statistics, and a ``tf.cond`` cannot hold the collective
     of a synchronised BatchNorm. So an empty ``rows`` runs on ``fallback`` instead and the
     batch state that pass changed (moving statistics, the weights that are not trainable in
-    ``working_model``) is put back.
+    ``working_model``) is put back. ``has_rows`` True (a Python bool) runs ``rows`` alone.
     """
+    if has_rows is True:
+        return tf.cast(model(rows, training=True), logits_dtype(model))
     state = [ema_var for ema_var, var in zip(model.weights, working_model.weights)
              if not var.trainable]
     saved = [tf.identity(v.value) for v in state]
@@ -65,7 +69,7 @@ def forward_rows(model: keras.Model, working_model: keras.Model, rows: tf.Tensor
 
 def teacher_logits(stable_model: keras.Model | None, plastic_model: keras.Model | None,
                    working_model: keras.Model, x_m: tf.Tensor, y_m: tf.Tensor,
-                   fallback: tf.Tensor, has_replay: tf.Tensor
+                   fallback: tf.Tensor, has_replay: tf.Tensor | bool
                    ) -> tuple[tf.Tensor | None, tf.Tensor]:
     """SPEC step 2 (and 7: teachers run in training mode, no gradient): per replay sample,
     the logits of the EMA model that gives its label the higher probability (ties go to

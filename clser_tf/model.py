@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Callable, Sequence
 
@@ -16,8 +17,9 @@ from clser_tf.draws import (AUGMENT_STREAM, PLASTIC_STREAM, REPLAY_STREAM, RESER
                             STABLE_STREAM, stream_seed)
 from clser_tf.memories import (ema_copy, forward_rows, logits_dtype, maybe_ema_update,
                                teacher_logits)
-from clser_tf.multi_step import multi_step_function
+from clser_tf.multi_step import multi_step_function, warm_up_then_static
 from clser_tf.replicas import ReplicaSlices
+from clser_tf.xla import resolve_jit_compile
 
 @keras.saving.register_keras_serializable(package="clser_tf")
 class CLSER(keras.Model):
@@ -101,6 +103,7 @@ class CLSER(keras.Model):
         self._trackers = {name: keras.metrics.Mean(name=name) for name in
                           ("loss", "ce_loss", "consistency_loss", "stable_teacher_fraction")}
         self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.xla = False  # set by compile
         self.built = True
 
     @property
@@ -111,17 +114,21 @@ class CLSER(keras.Model):
                     if m is not None)
 
     # ----------------------------------------------------------------- Keras API
-    def compile(self, optimizer="sgd", *, jit_compile: bool | str = False, **kwargs):
+    def compile(self, optimizer="sgd", *, jit_compile: bool | str = "auto", **kwargs):
         """Keras ``compile``; CLS-ER brings its own loss and metrics.
 
-        ``jit_compile`` defaults to False: the step's replay batch has a dynamic size
-        while the buffer fills up, which XLA cannot compile.
+        ``jit_compile`` (``"auto"``, True or False; see :mod:`clser_tf.xla`): True runs
+        every step from the first one whose buffer holds a full replay batch as one XLA
+        computation (the steps before it, whose replay batch grows, run without XLA).
         """
         for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"{name}={kwargs[name]!r} is invalid: CLSER defines its own "
                                  "loss (CE + reg_weight * MSE) and metrics; pass None.")
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        xla = resolve_jit_compile(jit_compile, self.distribute_strategy, self.working_model)
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
+        self._compile_config.config["jit_compile"] = jit_compile  # saved as given
+        self.xla = xla
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
@@ -142,12 +149,28 @@ class CLSER(keras.Model):
 
     def make_train_function(self, force=False):
         """Keras's, except that several steps per call run in :mod:`clser_tf.multi_step`'s
-        loop, which works under every strategy (Keras 3.15's fails under collective ones)."""
+        loop, which works under every strategy (Keras 3.15's fails under collective ones),
+        and that with :attr:`xla` the steps from the first one with a full replay batch run
+        in an XLA-compiled function of static shapes (:func:`warm_up_then_static`)."""
         if self.train_function is None or force:
             super().make_train_function(force=True)
-            if self.steps_per_execution > 1 and not self.run_eagerly:
+            if not self.run_eagerly and (self.steps_per_execution > 1 or self.xla):
                 self.train_function = multi_step_function(self, self.train_step)
+            if not self.run_eagerly and self.xla:
+                self.train_function = warm_up_then_static(
+                    self.train_function,
+                    multi_step_function(self, functools.partial(self.train_step, static=True),
+                                        jit_compile=True),
+                    self.replay_is_static)
+        if hasattr(self.train_function, "reset"):
+            self.train_function.reset()  # the buffer may have been restored since
         return self.train_function
+
+    def replay_is_static(self) -> bool:
+        """Whether the next step's replay batch has its final size (the buffer holds
+        ``min(replay_batch_size, buffer_size)`` samples), which it keeps from then on."""
+        return not self.replay or int(self.buffer.num_seen.numpy()) >= min(
+            self.replay_batch_size, self.buffer_size)
 
     def make_test_function(self, force=False):
         """As :meth:`make_train_function`, for ``evaluate``."""
@@ -173,7 +196,9 @@ class CLSER(keras.Model):
         return super().evaluate(*checked_labels(x, y, self.num_classes), *args, **kwargs)
 
     # ----------------------------------------------------------------- the step
-    def train_step(self, data):
+    def train_step(self, data, static: bool = False):
+        """SPEC steps 1-6 on one batch. ``static``: the buffer holds a full replay batch
+        (:meth:`replay_is_static`), so every shape is static and the step compiles with XLA."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = tf.cast(x, self._storage_dtype)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
@@ -187,11 +212,11 @@ class CLSER(keras.Model):
         x_global, y_global = replica.gather(x), replica.gather(y)
 
         # 1. Replay batch without replacement (one global draw), augmented afresh.
-        x, x_m, y_m, num_replay = self._replay_batch(x, x_global, y, step, replica)
-        num_local_replay = tf.shape(y_m)[0]
+        x, x_m, y_m, num_replay = self._replay_batch(x, x_global, y, step, replica, static)
 
         # 2. Teacher logits, per sample from the EMA model more confident in the label.
-        has_replay = num_local_replay > 0  # false on every replica at once (buffer empty)
+        # (No replay batch is empty on every replica at once: the buffer is empty.)
+        has_replay = self.replay if static else tf.shape(y_m)[0] > 0
         teacher, stable_chosen = teacher_logits(self.stable_model, self.plastic_model,
                                                 self.working_model, x_m, y_m, x, has_replay)
 
@@ -226,13 +251,13 @@ class CLSER(keras.Model):
         return self._logs({m.name: m.result() for m in self.metrics})
 
     def _replay_batch(self, x: tf.Tensor, x_global: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
-                      replica: ReplicaSlices) -> tuple[tf.Tensor, ...]:
+                      replica: ReplicaSlices, static: bool) -> tuple[tf.Tensor, ...]:
         """SPEC step 1: this replica's current rows (augmented with
         ``augment_current_batch``), its share of the replay batch and the global replay size
         (an empty replay batch without ``replay``)."""
         if self.replay:
             x_m, y_m = self.buffer.sample(self.replay_batch_size,
-                                          stream_seed(self.seed, REPLAY_STREAM, step))
+                                          stream_seed(self.seed, REPLAY_STREAM, step), static)
         else:
             x_m, y_m = x_global[:0], y[:0]
         augment_seed = stream_seed(self.seed, AUGMENT_STREAM, step)

@@ -21,12 +21,13 @@ import tensorflow as tf
 from keras.src.backend.tensorflow.trainer import reduce_per_replica
 
 
-def multi_step_function(model: keras.Model, step: Callable[[Any], Any]
-                        ) -> Callable[[Any], Any]:
+def multi_step_function(model: keras.Model, step: Callable[[Any], Any],
+                        jit_compile: bool = False) -> Callable[[Any], Any]:
     """Keras's ``train_function``/``test_function`` contract for ``step`` (a
     ``train_step``/``test_step``): called with a (distributed) iterator, it runs up to
     ``model.steps_per_execution`` steps in one ``tf.function`` and returns the last step's
-    logs, or raises ``StopIteration`` if the iterator had no batch left.
+    logs, or raises ``StopIteration`` if the iterator had no batch left. ``jit_compile``:
+    each step (on every replica, with its reduction) is one XLA computation.
     """
     strategy = model.distribute_strategy
     steps = model.steps_per_execution
@@ -37,7 +38,7 @@ def multi_step_function(model: keras.Model, step: Callable[[Any], Any]
                                   reduction="auto")
 
     one_step = model._autoconvert_optionals(  # Keras's handling of None inputs
-        tf.function(one_step, reduce_retracing=True, jit_compile=model.jit_compile))
+        tf.function(one_step, reduce_retracing=True, jit_compile=jit_compile))
 
     @tf.function(reduce_retracing=True)
     @tf.autograph.experimental.do_not_convert
@@ -65,4 +66,27 @@ def multi_step_function(model: keras.Model, step: Callable[[Any], Any]
             raise StopIteration
         return outputs.get_value()
 
+    return function
+
+
+def warm_up_then_static(warm_up: Callable[[Any], Any], static: Callable[[Any], Any],
+                        is_static: Callable[[], bool]) -> Callable[[Any], Any]:
+    """A train function that calls ``warm_up`` until ``is_static()`` (a host-side check of
+    the model's state, made before each call until it first holds) and ``static`` from
+    then on. ``reset()`` (called at every ``fit``, whose model state may have been
+    restored since) makes it check again; ``static_now()``: whether the last call was
+    ``static``."""
+    static_now = False
+
+    def function(iterator):
+        nonlocal static_now
+        static_now = static_now or is_static()
+        return (static if static_now else warm_up)(iterator)
+
+    def reset():
+        nonlocal static_now
+        static_now = False
+
+    function.reset = reset
+    function.static_now = lambda: static_now
     return function

@@ -77,7 +77,7 @@ def build_model(benchmark: Benchmark, config: RunConfig) -> CLSER:
         backbone, **dataclasses.asdict(config.clser),
         replay_augment=RandomCropFlip() if augment else None,
         augment_current_batch=augment, seed=config.seed)
-    model.compile(optimizer=keras.optimizers.SGD(config.lr),
+    model.compile(optimizer=keras.optimizers.SGD(config.lr), jit_compile=config.jit_compile,
                   steps_per_execution=config.steps_per_execution)
     return model
 
