@@ -26,8 +26,10 @@ def multi_step_function(model: keras.Model, step: Callable[[Any], Any],
     """Keras's ``train_function``/``test_function`` contract for ``step`` (a
     ``train_step``/``test_step``): called with a (distributed) iterator, it runs up to
     ``model.steps_per_execution`` steps in one ``tf.function`` and returns the last step's
-    logs, or raises ``StopIteration`` if the iterator had no batch left. ``jit_compile``:
-    each step (on every replica, with its reduction) is one XLA computation.
+    logs, or raises ``StopIteration`` if the iterator had no batch left (a Python iterator,
+    as ``train_on_batch`` passes, runs its batches one call each, as Keras's does).
+    ``jit_compile``: each step (on every replica, with its reduction) is one XLA
+    computation.
     """
     strategy = model.distribute_strategy
     steps = model.steps_per_execution
@@ -61,6 +63,10 @@ def multi_step_function(model: keras.Model, step: Callable[[Any], Any],
         return outputs
 
     def function(iterator):
+        if not isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
+            for _, data in zip(range(steps), iterator):  # train_on_batch's one batch
+                outputs = one_step(data)
+            return outputs
         outputs = run_steps(iterator)
         if not outputs.has_value():
             raise StopIteration
