@@ -124,8 +124,8 @@ class RunConfig:
                                        kind="integer", deciding=False)
     jit_compile: str = setting(
         "auto", "XLA for the train step from the first step whose buffer holds a full "
-        "replay batch (the steps before it run without): auto (on with one replica), true, "
-        "false.", kind="enum", choices=JIT_COMPILE_CHOICES)
+        "replay batch (the steps before it run without): auto (on for one GPU, off on a CPU "
+        "where it does not win), true, false.", kind="enum", choices=JIT_COMPILE_CHOICES)
     mixed_precision: str = setting(
         "float32", "Keras dtype policy of the backbones; the buffer, EMA weights and losses "
         "stay float32 (mixed_float16 adds loss scaling).", kind="enum", choices=PRECISIONS)

@@ -125,7 +125,7 @@ class CLSER(keras.Model):
             if kwargs.get(name) is not None:
                 raise ValueError(f"{name}={kwargs[name]!r} is invalid: CLSER defines its own "
                                  "loss (CE + reg_weight * MSE) and metrics; pass None.")
-        xla = resolve_jit_compile(jit_compile, self.distribute_strategy, self.working_model)
+        xla = resolve_jit_compile(jit_compile, self.distribute_strategy)
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         self._compile_config.config["jit_compile"] = jit_compile  # saved as given
         self.xla = xla
