@@ -17,7 +17,7 @@ from clser_tf.draws import (AUGMENT_STREAM, PLASTIC_STREAM, REPLAY_STREAM, RESER
                             STABLE_STREAM, stream_seed)
 from clser_tf.memories import (ema_copy, forward_rows, logits_dtype, maybe_ema_update,
                                teacher_logits)
-from clser_tf.multi_step import multi_step_function, warm_up_then_static
+from clser_tf.multi_step import multi_step_function, warm_up_then_static, xla_steps_function
 from clser_tf.replicas import ReplicaSlices
 from clser_tf.xla import resolve_jit_compile
 
@@ -159,8 +159,9 @@ class CLSER(keras.Model):
             if not self.run_eagerly and self.xla:
                 self.train_function = warm_up_then_static(
                     self.train_function,
-                    multi_step_function(self, functools.partial(self.train_step, static=True),
-                                        jit_compile=True),
+                    xla_steps_function(self, functools.partial(self.train_step, static=True),
+                                       lambda: self._logs({m.name: m.result()
+                                                           for m in self.metrics})),
                     self.replay_is_static)
         if hasattr(self.train_function, "reset"):
             self.train_function.reset()  # the buffer may have been restored since

@@ -75,6 +75,47 @@ def multi_step_function(model: keras.Model, step: Callable[[Any], Any],
     return function
 
 
+def xla_steps_function(model: keras.Model, step: Callable[[Any], Any],
+                       logs: Callable[[], Any]) -> Callable[[Any], Any]:
+    """As :func:`multi_step_function` with ``jit_compile``, for one replica, but a call's
+    ``steps_per_execution`` batches, when it has that many and of one shape, run as ONE
+    XLA computation (a loop over the stacked batches; ``logs()`` gives the logs after the
+    last step): nothing runs between the steps. A call with fewer batches or with batches
+    of several shapes (an epoch's last, smaller one) runs one XLA computation per step.
+    The batches are taken from the iterator on the host, as Keras's ``train_on_batch``
+    does, which waits for no device computation.
+    """
+    per_step = multi_step_function(model, step, jit_compile=True)
+    steps = model.steps_per_execution
+    if steps == 1:
+        return per_step
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    @tf.autograph.experimental.do_not_convert
+    def run_stacked(batches):
+        def one_more(i):
+            step(tf.nest.map_structure(lambda t: None if t is None else t[i], batches))
+            return i + 1
+
+        tf.while_loop(lambda i: i < steps, one_more, [tf.constant(0)])
+        return logs()
+
+    def function(iterator):
+        batches = [keras.tree.map_structure(
+            lambda t: None if isinstance(t, tf.experimental.Optional) else t, batch)
+            for _, batch in zip(range(steps), iterator)]
+        if not batches:
+            raise StopIteration
+        leaves = [keras.tree.flatten(batch) for batch in batches]
+        if len(batches) < steps or any(
+                not isinstance(t, tf.Tensor) or t.shape != first.shape
+                for row in leaves for t, first in zip(row, leaves[0])):
+            return per_step(iter(batches))
+        return run_stacked(keras.tree.map_structure(lambda *t: tf.stack(t), *batches))
+
+    return function
+
+
 def warm_up_then_static(warm_up: Callable[[Any], Any], static: Callable[[Any], Any],
                         is_static: Callable[[], bool]) -> Callable[[Any], Any]:
     """A train function that calls ``warm_up`` until ``is_static()`` (a host-side check of

@@ -28,9 +28,10 @@ def _model(kind: str, jit_compile, steps_per_execution: int = 1) -> CLSER:
     return model
 
 
-def _task(kind: str, task: int, steps: int = 6) -> tuple[np.ndarray, np.ndarray]:
+def _task(kind: str, task: int, steps: int = 6, extra: int = 0
+          ) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(task)
-    n = BATCH * steps
+    n = BATCH * steps + extra
     x = (rng.normal(size=(n, 6)).astype(np.float32) if kind == "mlp"
          else rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8))
     return x, rng.choice([2 * task, 2 * task + 1], n) % NUM_CLASSES
@@ -50,10 +51,11 @@ class _StepLog(keras.callbacks.Callback):
                           float(logs["stable_teacher_fraction"])))
 
 
-def _train(model: CLSER, kind: str, tasks=(0, 1)) -> _StepLog:
+def _train(model: CLSER, kind: str, tasks=(0, 1), extra: int = 0) -> _StepLog:
     log = _StepLog()
     for t in tasks:
-        model.fit(*_task(kind, t), batch_size=BATCH, shuffle=False, verbose=0, callbacks=[log])
+        model.fit(*_task(kind, t, extra=extra), batch_size=BATCH, shuffle=False, verbose=0,
+                  callbacks=[log])
     return log
 
 
@@ -64,9 +66,13 @@ def _max_difference(a: CLSER, b: CLSER) -> float:
 
 
 @pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
-def test_xla_on_equals_off_across_a_task_switch(kind):
-    on, off = _model(kind, True), _model(kind, False)
-    log_on, log_off = _train(on, kind), _train(off, kind)
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_xla_on_equals_off_across_a_task_switch(kind, steps_per_execution):
+    # 7 batches a task, the last one of 2 samples: with 3 steps a call, calls of 3 stacked
+    # batches, and a last call of one smaller batch.
+    on = _model(kind, True, steps_per_execution)
+    off = _model(kind, False, steps_per_execution)
+    log_on, log_off = _train(on, kind, extra=2), _train(off, kind, extra=2)
     assert on.xla and not off.xla
     assert any(static for _, static, _ in log_on.rows)  # XLA did run
     assert _max_difference(on, off) < 1e-5

@@ -5,6 +5,7 @@ step on the same batch and draws and reports how far apart the two states are; o
 file is removed once compared (a ResNet-18 state is 135 MB). Also a command:
 
     python tests/reference/lockstep.py --recipe=resnet18 [--fused_forward] [--dtype=float64]
+        [--jit_compile]
         [--resync] [--folder=DIR] [--json=F]
 
 with ``CLSER_REFERENCE_DIR`` and ``CLSER_REFERENCE_PYTHON`` set; it prints the per-step
@@ -54,10 +55,12 @@ class OfficialProcess:
 
 def run(recipe: str, folder: str, reference: Callable[[int], dict],
         fused_forward: bool = False, dtype: str = "float32", steps: int | None = None,
-        on_report: Callable[[dict], None] = lambda report: None) -> list[dict]:
+        on_report: Callable[[dict], None] = lambda report: None,
+        jit_compile: bool = False) -> list[dict]:
     """Steps both sides through ``recipe`` (both in ``dtype``) and returns the per-step
-    reports."""
-    ours = OurSide(recipe, folder, fused_forward=fused_forward, dtype=dtype)
+    reports (``jit_compile``: our step with XLA once its replay batch is full)."""
+    ours = OurSide(recipe, folder, fused_forward=fused_forward, dtype=dtype,
+                   jit_compile=jit_compile)
     reports = []
     for step in range(steps or ours.recipe.steps):
         ours.step(step)
@@ -96,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="mlp")
     parser.add_argument("--fused_forward", action="store_true")
+    parser.add_argument("--jit_compile", action="store_true",
+                        help="our step with XLA once its replay batch is full")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--resync", action="store_true",
@@ -114,10 +119,11 @@ def main() -> None:
         official = OfficialProcess(folder, python, reference_dir, args.resync)
         try:
             reports = run(args.recipe, folder, official, args.fused_forward, args.dtype,
-                          args.steps, on_report=_print_report)
+                          args.steps, on_report=_print_report, jit_compile=args.jit_compile)
         finally:
             official.close()
     result = {"recipe": args.recipe, "fused_forward": args.fused_forward, "dtype": args.dtype,
+              "jit_compile": args.jit_compile,
               "resync": args.resync,
               "summary": summary(reports), "reports": reports}
     print(json.dumps(result["summary"], indent=1))

@@ -119,21 +119,22 @@ class OurSide:
     the step's file and our state after it into ``folder``."""
 
     def __init__(self, recipe_name: str, folder: str, fused_forward: bool = False,
-                 dtype: str = "float32", seed: int = 0):
+                 dtype: str = "float32", seed: int = 0, jit_compile: bool = False):
         self.recipe, self.folder = RECIPES[recipe_name], folder
         recipe, hp = self.recipe, self.recipe.hyperparameters
         keras.utils.set_random_seed(seed)
         with keras_dtype(dtype):  # the models', the optimizer's and the losses' dtype
-            self.model = self._build(fused_forward, seed)
+            self.model = self._build(fused_forward, seed, jit_compile)
         self.x, self.y = class_structured_data(recipe, seed)
         self._chosen = tf.Variable(tf.fill([hp["replay_batch_size"]], -1))
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "recipe.json"), "w", encoding="utf-8") as f:
             json.dump({"name": recipe_name, **dataclasses.asdict(recipe),
-                       "fused_forward": fused_forward, "dtype": dtype}, f, indent=1)
+                       "fused_forward": fused_forward, "dtype": dtype,
+                       "jit_compile": jit_compile}, f, indent=1)
         lockstep_files.write(os.path.join(folder, "init.npz"), self._weights())
 
-    def _build(self, fused_forward: bool, seed: int) -> CLSER:
+    def _build(self, fused_forward: bool, seed: int, jit_compile: bool) -> CLSER:
         recipe, hp = self.recipe, self.recipe.hyperparameters
         if recipe.backbone == "resnet18":
             backbone = backbones.resnet18(recipe.input_shape, recipe.num_classes,
@@ -147,7 +148,7 @@ class OurSide:
             plastic_alpha=hp["plastic_alpha"], plastic_update_freq=hp["plastic_update_freq"],
             replay_augment=RandomCropFlip() if recipe.augment else None,
             augment_current_batch=recipe.augment, seed=seed, fused_forward=fused_forward)
-        model.compile(optimizer=keras.optimizers.SGD(hp["lr"]))
+        model.compile(optimizer=keras.optimizers.SGD(hp["lr"]), jit_compile=jit_compile)
         return model
 
     def _weights(self) -> dict[str, np.ndarray]:

@@ -28,26 +28,29 @@ if not (PYTHON and REFERENCE_DIR):
 # (official_sensitivity.py; BUILD_NOTES has the figures), so no free run of it can stay
 # within 1e-9 of another; it is held to the bound for every one of its 60 steps started from
 # the same state (resync), and its free runs are reported.
-ACCEPTANCE = [("mlp", "float64", False, 1e-9), ("resnet18", "float64", True, 1e-9)]
+# The MLP's XLA step (jit_compile) is held to the same bound.
+ACCEPTANCE = [("mlp", "float64", False, 1e-9, False), ("mlp", "float64", False, 1e-9, True),
+              ("resnet18", "float64", True, 1e-9, False)]
 REPORTED = [("mlp", "float32", False, False), ("mlp", "float32", True, False),
             ("resnet18", "float32", True, False), ("resnet18", "float32", False, True)]
 
 
-def _run(tmp_path, recipe, dtype, resync=False, fused_forward=False):
+def _run(tmp_path, recipe, dtype, resync=False, fused_forward=False, jit_compile=False):
     official = lockstep.OfficialProcess(str(tmp_path), PYTHON, REFERENCE_DIR, resync)
     try:
-        reports = lockstep.run(recipe, str(tmp_path), official, fused_forward, dtype)
+        reports = lockstep.run(recipe, str(tmp_path), official, fused_forward, dtype,
+                               jit_compile=jit_compile)
     finally:
         official.close()
     summary = lockstep.summary(reports)
     print(json.dumps({"recipe": recipe, "dtype": dtype, "resync": resync,
-                      "fused_forward": fused_forward, **summary}))
+                      "fused_forward": fused_forward, "jit_compile": jit_compile, **summary}))
     return summary
 
 
-@pytest.mark.parametrize("recipe, dtype, resync, bound", ACCEPTANCE)
-def test_our_step_is_the_official_step(tmp_path, recipe, dtype, resync, bound):
-    summary = _run(tmp_path, recipe, dtype, resync)
+@pytest.mark.parametrize("recipe, dtype, resync, bound, jit_compile", ACCEPTANCE)
+def test_our_step_is_the_official_step(tmp_path, recipe, dtype, resync, bound, jit_compile):
+    summary = _run(tmp_path, recipe, dtype, resync, jit_compile=jit_compile)
     assert summary["teacher_mismatches"] == 0, summary
     assert summary["steps_buffer_differs"] == 0, summary
     assert max(summary["all_steps_max_rel"].values()) <= bound, summary
