@@ -38,8 +38,7 @@ def maybe_ema_update(ema_model: keras.Model, working_model: keras.Model, alpha_m
     def update():
         for ema_var, var in zip(ema_model.weights, working_model.weights):
             if var.trainable:
-                a = tf.cast(alpha, var.dtype)
-                ema_var.assign(a * ema_var.value + (1.0 - a) * var.value)
+                ema_var.assign(alpha * ema_var.value + (1.0 - alpha) * var.value)
         return tf.constant(True)
 
     tf.cond(uniform([], seed) < freq, update, lambda: tf.constant(False))

@@ -17,7 +17,8 @@ from clser_tf.draws import (AUGMENT_STREAM, PLASTIC_STREAM, REPLAY_STREAM, RESER
                             STABLE_STREAM, stream_seed)
 from clser_tf.memories import (ema_copy, forward_rows, logits_dtype, maybe_ema_update,
                                teacher_logits)
-from clser_tf.multi_step import multi_step_function, warm_up_then_static, xla_steps_function
+from clser_tf.multi_step import (multi_step_function, warm_up_then_static,
+                                 xla_steps_function)
 from clser_tf.replicas import ReplicaSlices
 from clser_tf.xla import resolve_jit_compile
 
@@ -160,8 +161,7 @@ class CLSER(keras.Model):
                 self.train_function = warm_up_then_static(
                     self.train_function,
                     xla_steps_function(self, functools.partial(self.train_step, static=True),
-                                       lambda: self._logs({m.name: m.result()
-                                                           for m in self.metrics})),
+                                       self._metric_logs),
                     self.replay_is_static)
         if hasattr(self.train_function, "reset"):
             self.train_function.reset()  # the buffer may have been restored since
@@ -199,7 +199,7 @@ class CLSER(keras.Model):
     # ----------------------------------------------------------------- the step
     def train_step(self, data, static: bool = False):
         """SPEC steps 1-6 on one batch. ``static``: the buffer holds a full replay batch
-        (:meth:`replay_is_static`), so every shape is static and the step compiles with XLA."""
+        (:meth:`replay_is_static`), so every shape is static (the step XLA compiles)."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = tf.cast(x, self._storage_dtype)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
@@ -216,7 +216,7 @@ class CLSER(keras.Model):
         x, x_m, y_m, num_replay = self._replay_batch(x, x_global, y, step, replica, static)
 
         # 2. Teacher logits, per sample from the EMA model more confident in the label.
-        # (No replay batch is empty on every replica at once: the buffer is empty.)
+        # An empty replay batch (the buffer is empty) is empty on every replica at once.
         has_replay = self.replay if static else tf.shape(y_m)[0] > 0
         teacher, stable_chosen = teacher_logits(self.stable_model, self.plastic_model,
                                                 self.working_model, x_m, y_m, x, has_replay)
@@ -249,6 +249,10 @@ class CLSER(keras.Model):
 
         self._update_metrics(replica.count, loss, ce_loss, consistency_loss, stable_chosen,
                              y_all, logits)
+        return self._metric_logs()
+
+    def _metric_logs(self) -> dict:
+        """The step's logs: every metric's result so far."""
         return self._logs({m.name: m.result() for m in self.metrics})
 
     def _replay_batch(self, x: tf.Tensor, x_global: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
