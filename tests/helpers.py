@@ -206,3 +206,21 @@ def mirrored() -> tf.distribute.MirroredStrategy:
     """Two logical CPUs, reducing on one device (see BUILD_NOTES: CPU collectives)."""
     return tf.distribute.MirroredStrategy(
         ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def checkpoint_values(directory) -> dict[str, np.ndarray]:
+    """Every value of the newest checkpoint but TF's save counter and the run state (its
+    results are compared through results.json; it also holds the timings)."""
+    reader = tf.train.load_checkpoint(str(directory))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH",
+                                    "run_state"))}
+
+
+def assert_same_state(output_dir, expected_dir):
+    assert comparable_results(output_dir) == comparable_results(expected_dir)
+    values, expected = (checkpoint_values(os.path.join(d, "checkpoints"))
+                        for d in (output_dir, expected_dir))
+    assert values.keys() == expected.keys()
+    for name, value in values.items():
+        assert value.tobytes() == expected[name].tobytes(), name  # bit for bit

@@ -21,7 +21,7 @@ from clser_tf.checkpoint import latest_checkpoint, read_run_state
 from clser_tf import checkpoint as checkpoint_module, session as session_module
 from clser_tf.errors import (CheckpointError, DatasetError, FolderError, Interrupted,
                              TrainingDiverged, WriteFailed)
-from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command, comparable_results
+from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command, comparable_results, checkpoint_values, assert_same_state
 
 # The tiny seq-fmnist run: 10 classes x 40 training samples, batch 8 -> 10 steps per task
 # epoch, 2 epochs, 5 tasks: 100 steps, a checkpoint every 2 steps and after every task.
@@ -93,24 +93,6 @@ def signal_when(cmd: list[str], directory, condition, signum: int) -> tuple[int,
 
 def resume_point(out: str) -> str:
     return re.search(r"^resuming from .*$", out, re.M).group(0)
-
-
-def checkpoint_values(directory) -> dict[str, np.ndarray]:
-    """Every value of the newest checkpoint but TF's save counter and the run state (its
-    results are compared through results.json; it also holds the timings)."""
-    reader = tf.train.load_checkpoint(str(directory))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if not name.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH",
-                                    "run_state"))}
-
-
-def assert_same_state(output_dir, expected_dir):
-    assert comparable_results(output_dir) == comparable_results(expected_dir)
-    values, expected = (checkpoint_values(os.path.join(d, "checkpoints"))
-                        for d in (output_dir, expected_dir))
-    assert values.keys() == expected.keys()
-    for name, value in values.items():
-        assert value.tobytes() == expected[name].tobytes(), name  # bit for bit
 
 
 def snapshot(*directories) -> dict[str, bytes]:

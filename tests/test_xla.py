@@ -1,16 +1,22 @@
 """The XLA step (``jit_compile``): equal to the step without XLA, switched on at the first
-step whose buffer holds a full replay batch, and again after a restore."""
+step whose buffer holds a full replay batch, and again after a restore or a resumed run."""
+
+import signal
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from clser_tf import runner
 from clser_tf.augment import RandomCropFlip
+from clser_tf.callbacks import TrainingGuard
 from clser_tf.draws import uniform
+from clser_tf.errors import Interrupted
 from clser_tf.model import CLSER
 from clser_tf.xla import resolve_jit_compile
-from helpers import NUM_CLASSES, mirrored, tiny_bn_cnn, tiny_mlp
+from helpers import (NUM_CLASSES, assert_same_state, flagfile, make_config, mirrored,
+                     random_dataset, tiny_bn_cnn, tiny_mlp, write_idx_dir)
 
 BATCH, REPLAY = 4, 6  # the replay batch is full from the third step (8 samples seen)
 
@@ -154,3 +160,29 @@ def test_an_invalid_jit_compile_is_one_line_naming_the_choices(value):
     with pytest.raises(ValueError, match=r"jit_compile=.* is invalid: it must be one of "
                                          r"auto, true, false"):
         _model("mlp", value)
+
+
+@pytest.mark.parametrize("stop_at", [5, 20])  # mid-warm-up (13 steps), and after the switch
+def test_the_runner_with_xla_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch,
+                                                                 stop_at):
+    # fmnist.cfg: batch 10, replay 128: the static step starts at global step 13 (task 2).
+    data_dir = write_idx_dir(tmp_path / "data", random_dataset((28, 28), 400, 100, 10))
+    argv = (flagfile("fmnist.cfg"), f"--data_dir={data_dir}", "--verbose=0",
+            "--jit_compile=true", "--steps_per_execution=1", "--checkpoint_every_steps=1",
+            "--tensorboard=false", "--export_dir=")
+    runner.run(make_config(*argv, f"--output_dir={tmp_path / 'whole'}"))
+
+    batch_end = TrainingGuard.on_train_batch_end
+
+    def interrupt(self, batch, logs=None):
+        if int(self.model.global_step.numpy()) == stop_at:
+            signal.raise_signal(signal.SIGINT)  # the runner's handler notes it
+        batch_end(self, batch, logs)
+
+    monkeypatch.setattr(TrainingGuard, "on_train_batch_end", interrupt)
+    part = make_config(*argv, f"--output_dir={tmp_path / 'part'}")
+    with pytest.raises(Interrupted, match=f"stopped by SIGINT at global step {stop_at}"):
+        runner.run(part)
+    monkeypatch.undo()
+    runner.run(part)
+    assert_same_state(tmp_path / "part", tmp_path / "whole")
