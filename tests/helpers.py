@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import pickle
+import signal
 import socket
 import struct
 import subprocess
@@ -18,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from clser_tf import benchmarks, cli, sources, splits
+from clser_tf.callbacks import TrainingGuard
 from clser_tf.config import RunConfig
 
 NUM_CLASSES = 4
@@ -224,3 +226,16 @@ def assert_same_state(output_dir, expected_dir):
     assert values.keys() == expected.keys()
     for name, value in values.items():
         assert value.tobytes() == expected[name].tobytes(), name  # bit for bit
+
+
+def sigint_at_step(monkeypatch, step: int) -> None:
+    """Makes the runner's next run raise SIGINT (which its handler notes) after global step
+    ``step``, through its TrainingGuard callback (``monkeypatch.undo()`` ends it)."""
+    batch_end = TrainingGuard.on_train_batch_end
+
+    def interrupt(self, batch, logs=None):
+        if int(self.model.global_step.numpy()) == step:
+            signal.raise_signal(signal.SIGINT)
+        batch_end(self, batch, logs)
+
+    monkeypatch.setattr(TrainingGuard, "on_train_batch_end", interrupt)

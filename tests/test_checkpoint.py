@@ -16,12 +16,11 @@ import tensorflow as tf
 from absl import flags
 
 from clser_tf import runner
-from clser_tf.callbacks import TrainingGuard
 from clser_tf.checkpoint import latest_checkpoint, read_run_state
 from clser_tf import checkpoint as checkpoint_module, session as session_module
 from clser_tf.errors import (CheckpointError, DatasetError, FolderError, Interrupted,
                              TrainingDiverged, WriteFailed)
-from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command, comparable_results, checkpoint_values, assert_same_state
+from helpers import write_idx_dir, random_dataset, write_cifar_dir, flagfile, make_config, ring_dataset, ROOT, TIMEOUT_S, main_command, comparable_results, checkpoint_values, assert_same_state, sigint_at_step
 
 # The tiny seq-fmnist run: 10 classes x 40 training samples, batch 8 -> 10 steps per task
 # epoch, 2 epochs, 5 tasks: 100 steps, a checkpoint every 2 steps and after every task.
@@ -171,14 +170,7 @@ def test_mnist360_stream_resumes_after_sigint_in_process(tmp_path, monkeypatch):
             "--tensorboard=false", "--export_dir=")
     runner.run(make_config(*argv, f"--output_dir={tmp_path / 'whole'}"))
 
-    batch_end = TrainingGuard.on_train_batch_end
-
-    def interrupt_at_step_8(self, batch, logs=None):
-        if int(self.model.global_step.numpy()) == 8:
-            signal.raise_signal(signal.SIGINT)  # the runner's handler notes it
-        batch_end(self, batch, logs)
-
-    monkeypatch.setattr(TrainingGuard, "on_train_batch_end", interrupt_at_step_8)
+    sigint_at_step(monkeypatch, 8)
     part = make_config(*argv, f"--output_dir={tmp_path / 'part'}")
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted, match="stopped by SIGINT at global step 8") as stop:

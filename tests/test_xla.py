@@ -1,8 +1,6 @@
 """The XLA step (``jit_compile``): equal to the step without XLA, switched on at the first
 step whose buffer holds a full replay batch, and again after a restore or a resumed run."""
 
-import signal
-
 import keras
 import numpy as np
 import pytest
@@ -10,13 +8,12 @@ import tensorflow as tf
 
 from clser_tf import runner
 from clser_tf.augment import RandomCropFlip
-from clser_tf.callbacks import TrainingGuard
 from clser_tf.draws import uniform
 from clser_tf.errors import Interrupted
 from clser_tf.model import CLSER
 from clser_tf.xla import resolve_jit_compile
 from helpers import (NUM_CLASSES, assert_same_state, flagfile, make_config, mirrored,
-                     random_dataset, tiny_bn_cnn, tiny_mlp, write_idx_dir)
+                     random_dataset, sigint_at_step, tiny_bn_cnn, tiny_mlp, write_idx_dir)
 
 BATCH, REPLAY = 4, 6  # the replay batch is full from the third step (8 samples seen)
 
@@ -172,14 +169,7 @@ def test_the_runner_with_xla_resumes_to_the_uninterrupted_result(tmp_path, monke
             "--tensorboard=false", "--export_dir=")
     runner.run(make_config(*argv, f"--output_dir={tmp_path / 'whole'}"))
 
-    batch_end = TrainingGuard.on_train_batch_end
-
-    def interrupt(self, batch, logs=None):
-        if int(self.model.global_step.numpy()) == stop_at:
-            signal.raise_signal(signal.SIGINT)  # the runner's handler notes it
-        batch_end(self, batch, logs)
-
-    monkeypatch.setattr(TrainingGuard, "on_train_batch_end", interrupt)
+    sigint_at_step(monkeypatch, stop_at)
     part = make_config(*argv, f"--output_dir={tmp_path / 'part'}")
     with pytest.raises(Interrupted, match=f"stopped by SIGINT at global step {stop_at}"):
         runner.run(part)
